@@ -1,0 +1,312 @@
+"""Self-supervised ViT patch features as a scikit-learn transformer."""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from . import _backbones
+from ._validation import check_images
+from .graph import NORMALIZATIONS, normalize_features
+
+
+@dataclass(eq=False)
+class PatchFeatures:
+    """Patch features of one image: the contract between features and segmenters.
+
+    Parameters
+    ----------
+    features : ndarray of shape (h, w, d), float32
+        Features on the patch grid (denser than ``image_shape / patch_size`` when
+        ``stride < patch_size``).
+    image_shape : tuple of int
+        ``(H, W)`` of the original image; segmenters return labels of this shape.
+    image : ndarray of shape (H, W, 3), uint8, optional
+        The original RGB image (for DenseCRF and colour cues).
+    attention : ndarray of shape (heads, h, w), optional
+        Last-layer CLS-to-patch attention.
+    patch_size, stride : int
+        Patch size and stride of the grid, in pixels of the resized image.
+    backbone : str, optional
+        Name of the backbone that produced the features.
+    """
+
+    features: np.ndarray
+    image_shape: tuple
+    image: Optional[np.ndarray] = None
+    attention: Optional[np.ndarray] = None
+    patch_size: int = 1
+    stride: int = 1
+    backbone: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def grid_shape(self):
+        """``(h, w)`` of the patch grid."""
+        return tuple(self.features.shape[:2])
+
+    @property
+    def n_patches(self):
+        """Number of patches ``h * w``."""
+        return int(self.features.shape[0] * self.features.shape[1])
+
+    @property
+    def flat(self):
+        """Features as an ``(h * w, d)`` matrix (row-major over the grid)."""
+        return self.features.reshape(-1, self.features.shape[-1])
+
+
+def _resolve_device(device):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                         f"got {device!r}.") from exc
+
+
+def resized_shape(shape, patch_size, resize, index=0):
+    """Image size fed to the backbone, each side a multiple of ``patch_size``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Original ``(H, W)``.
+    patch_size : int
+        Backbone patch size.
+    resize : None, int or tuple of int
+        ``None`` keeps the native size, ``int`` scales the short side to it keeping
+        the aspect ratio, ``(H', W')`` forces a size; each side is then rounded down
+        to a multiple of ``patch_size``.
+    index : int
+        Position of the image in its list, for error messages.
+
+    Raises
+    ------
+    ValueError
+        If a side would be smaller than one patch.
+    """
+    H, W = shape
+    if resize is None:
+        target = (H, W)
+    elif isinstance(resize, (int, np.integer)):
+        scale = resize / min(H, W)
+        target = (H * scale, W * scale)
+    else:
+        target = tuple(resize)
+    out = tuple(int(round(side)) // patch_size * patch_size for side in target)
+    if min(out) < patch_size:
+        raise ValueError(
+            f"X[{index}]: image of shape {(H, W)} gives a side smaller than one patch "
+            f"({patch_size} px) at resize={resize!r}; pass larger images or a larger "
+            f"resize.")
+    return out
+
+
+def _resize_image(image, shape):
+    from PIL import Image
+
+    if image.shape[:2] == tuple(shape):
+        return image
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.BICUBIC))
+
+
+def _compute_features(images, config):
+    """Features for a batch of equal-size, already resized images (module level so
+    joblib.Memory can cache it)."""
+    import torch
+
+    model = _backbones.build_backbone(config["backbone"], config["weights"])
+    device = torch.device(config["device"])
+    model = model.to(device)
+    with torch.inference_mode():
+        batch = _backbones.normalize_batch(images, device)
+        feats, attn = _backbones.extract(
+            model, batch, layer=config["layer"], facet=config["facet"],
+            stride=config["stride"], return_attention=config["return_attention"])
+    feats = feats.float().cpu().numpy()
+    attn = None if attn is None else attn.float().cpu().numpy()
+    return feats, attn
+
+
+def _cached_features(image, config):
+    feats, attn = _compute_features([image], config)
+    return feats[0], None if attn is None else attn[0]
+
+
+class DinoFeatures(TransformerMixin, BaseEstimator):
+    """Patch features of a self-supervised ViT (DINO, DINOv2) for each image.
+
+    Parameters
+    ----------
+    backbone : str, default="dinov2_vits14"
+        One of ``dino_vits16``, ``dino_vits8``, ``dino_vitb16``, ``dino_vitb8``,
+        ``dinov2_vits14``, ``dinov2_vitb14``, ``dinov2_vits14_reg``,
+        ``dinov2_vitb14_reg`` (and ``test_vit``, a tiny random model for tests).
+        CLS and register tokens are never part of the patch grid.
+    weights : "auto", "hub", path or None, default="auto"
+        A checkpoint file (``.safetensors``/``.pth``, timm or FAIR layout; float16
+        files are computed in float32); ``"auto"`` looks for a file named after the
+        backbone in ``$SKLEARN_USEG_WEIGHTS``, then the timm hub; ``None`` gives
+        random weights.
+    facet : {"token", "key", "query", "value"}, default="token"
+        ``token`` is the block output (after the final LayerNorm, as timm's
+        ``forward_features``); the others come from the block's ``qkv`` projection.
+    layer : int, default=-1
+        Transformer block, negative counts from the end.
+    stride : int, optional
+        Patch-embedding stride; ``None`` is the patch size. Smaller strides give a
+        denser, overlapping grid.
+    resize : None, int or (int, int), default=None
+        ``None`` keeps the native size (each side rounded down to a multiple of the
+        patch size); an ``int`` sets the short side; a pair forces ``(H, W)``.
+    normalize : {"none", "l2", "center", "center_l2"}, default="none"
+        Per-image feature normalisation: unit norm, subtracting the image's mean
+        feature, or both (centre first).
+    batch_size : int, default=8
+        Images of equal (resized) size per forward pass.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU.
+    return_attention : bool, default=False
+        Also return last-layer CLS attention maps ``(heads, h, w)``.
+    keep_image : bool, default=True
+        Keep the original image in each :class:`PatchFeatures` (needed by DenseCRF
+        and colour cues).
+    memory : None, str or joblib.Memory, default=None
+        Cache features per image content and parameters.
+
+    Examples
+    --------
+    >>> from sklearn_useg import DinoFeatures  # doctest: +SKIP
+    >>> feats = DinoFeatures(weights="dinov2_vits14.safetensors").transform(images)
+    """
+
+    def __init__(self, backbone="dinov2_vits14", weights="auto", facet="token", layer=-1,
+                 stride=None, resize=None, normalize="none", batch_size=8, device="auto",
+                 return_attention=False, keep_image=True, memory=None):
+        self.backbone = backbone
+        self.weights = weights
+        self.facet = facet
+        self.layer = layer
+        self.stride = stride
+        self.resize = resize
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.device = device
+        self.return_attention = return_attention
+        self.keep_image = keep_image
+        self.memory = memory
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        return tags
+
+    def _check_params(self):
+        spec = _backbones.get_backbone_spec(self.backbone)
+        if self.facet not in _backbones.FACETS:
+            raise ValueError(f"facet must be one of {_backbones.FACETS}, got {self.facet!r}.")
+        if not isinstance(self.layer, (int, np.integer)) or isinstance(self.layer, bool):
+            raise TypeError(f"layer must be an int, got {self.layer!r}.")
+        stride = spec.patch_size if self.stride is None else self.stride
+        if (not isinstance(stride, (int, np.integer)) or not 1 <= stride <= spec.patch_size
+                or spec.patch_size % stride):
+            raise ValueError(f"stride must be a divisor of the patch size {spec.patch_size} "
+                             f"(or None), got {self.stride!r}.")
+        resize = self.resize
+        ok = resize is None or (isinstance(resize, (int, np.integer)) and resize > 0) or (
+            isinstance(resize, (tuple, list)) and len(resize) == 2
+            and all(isinstance(r, (int, np.integer)) and r > 0 for r in resize))
+        if not ok:
+            raise ValueError(f"resize must be None, a positive int or a pair of positive "
+                             f"ints, got {resize!r}.")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, "
+                             f"got {self.normalize!r}.")
+        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        return spec, int(stride)
+
+    def _config(self):
+        spec, stride = self._check_params()
+        source, _ = _backbones.resolve_weights(spec, self.weights)
+        weights = self.weights if source == "hub" else source
+        return spec, {
+            "backbone": spec.name, "weights": weights, "layer": int(self.layer),
+            "facet": self.facet, "stride": stride, "device": str(_resolve_device(self.device)),
+            "return_attention": bool(self.return_attention),
+        }
+
+    def fit(self, X=None, y=None):
+        """Validate the parameters; the backbone is pre-trained, nothing is learned.
+
+        Parameters
+        ----------
+        X, y : ignored
+
+        Returns
+        -------
+        self
+        """
+        spec, stride = self._check_params()
+        self.patch_size_ = spec.patch_size
+        self.stride_ = stride
+        return self
+
+    def transform(self, X):
+        """Compute patch features for each image.
+
+        Parameters
+        ----------
+        X : list of ndarray or path-like
+            Images: ``(H, W, 3)`` uint8 arrays (grayscale and RGBA are converted,
+            floats in [0, 1] accepted) or image file paths.
+
+        Returns
+        -------
+        list of PatchFeatures
+        """
+        images = check_images(X)
+        spec, config = self._config()
+        self._check_layer(config)
+        shapes = [resized_shape(img.shape[:2], spec.patch_size, self.resize, index=i)
+                  for i, img in enumerate(images)]
+        resized = [_resize_image(img, shape) for img, shape in zip(images, shapes)]
+        results = [None] * len(images)
+        if self.memory is not None:
+            from sklearn.utils.validation import check_memory
+
+            cached = check_memory(self.memory).cache(_cached_features)
+            for i, img in enumerate(resized):
+                results[i] = cached(img, config)
+        else:
+            groups = {}
+            for i, shape in enumerate(shapes):
+                groups.setdefault(shape, []).append(i)
+            for indices in groups.values():
+                for start in range(0, len(indices), self.batch_size):
+                    chunk = indices[start:start + self.batch_size]
+                    feats, attn = _compute_features([resized[i] for i in chunk], config)
+                    for j, i in enumerate(chunk):
+                        results[i] = (feats[j], None if attn is None else attn[j])
+        out = []
+        for img, (feats, attn) in zip(images, results):
+            out.append(PatchFeatures(
+                features=normalize_features(feats, self.normalize),
+                image_shape=tuple(img.shape[:2]),
+                image=img if self.keep_image else None,
+                attention=attn, patch_size=spec.patch_size, stride=config["stride"],
+                backbone=spec.name))
+        return out
+
+    def _check_layer(self, config):
+        model = _backbones.build_backbone(config["backbone"], config["weights"])
+        n_blocks = len(model.blocks)
+        if not -n_blocks <= config["layer"] < n_blocks:
+            raise ValueError(f"layer must be in [{-n_blocks}, {n_blocks - 1}] for backbone "
+                             f"{config['backbone']!r}, got {config['layer']}.")

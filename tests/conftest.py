@@ -1,0 +1,62 @@
+"""Shared fixtures: real weights and data are taken from the environment, else skipped."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+try:  # a quick default profile and a longer one for `--hypothesis-profile=thorough`
+    from hypothesis import settings
+
+    settings.register_profile("default", max_examples=25, deadline=None)
+    settings.register_profile("thorough", max_examples=500, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    pass
+
+
+def _weights_file():
+    folder = os.environ.get("SKLEARN_USEG_WEIGHTS")
+    if not folder:
+        pytest.skip("SKLEARN_USEG_WEIGHTS is not set (folder holding the DINOv2 ViT-S/14 "
+                    "checkpoint)")
+    files = sorted(Path(folder).glob("dinov2_vits14*.safetensors")) + sorted(
+        Path(folder).glob("dinov2_vits14*.pth"))
+    if not files:
+        pytest.skip(f"no dinov2_vits14 checkpoint in SKLEARN_USEG_WEIGHTS={folder}")
+    return str(files[0])
+
+
+@pytest.fixture(scope="session")
+def weights_path():
+    """Path of the DINOv2 ViT-S/14 checkpoint (skips when absent)."""
+    return _weights_file()
+
+
+@pytest.fixture(scope="session")
+def data_home():
+    """Folder of the evaluation datasets (skips when absent)."""
+    folder = os.environ.get("SKLEARN_USEG_DATA")
+    if not folder or not Path(folder).is_dir():
+        pytest.skip("SKLEARN_USEG_DATA is not set or missing (folder of BSDS500, "
+                    "Weizmann horses, CamVid)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bsds_small(data_home):
+    """Three BSDS500 val images with their human annotations."""
+    from sklearn_useg.datasets import load_bsds500
+
+    return load_bsds500("val", data_home=data_home, n_images=3)
+
+
+@pytest.fixture(scope="session")
+def bsds_small_features(bsds_small, weights_path):
+    """Last-layer token and key features of ``bsds_small`` on the real backbone."""
+    from sklearn_useg import DinoFeatures
+
+    return {facet: DinoFeatures(weights=weights_path, facet=facet).transform(bsds_small.images)
+            for facet in ("token", "key")}
