@@ -1,0 +1,6 @@
+"""The segmentation methods, each a scikit-learn estimator over patch features."""
+
+from ._base import BaseSegmenter, SegmentResult
+from .kmeans import KMeansSegmenter
+
+__all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter"]

@@ -1,0 +1,134 @@
+"""BaseSegmenter: the shared fit/predict machinery of every method."""
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_features
+from ..refine import CRF_DEFAULTS, dense_crf, relabel_consecutive, upsample_labels, \
+    upsample_scores
+
+
+class SegmentResult:
+    """What a method returns for one image: hard grid labels or soft grid scores.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (h, w), optional
+        Hard labels on the patch grid (upsampled with nearest neighbours).
+    scores : ndarray of shape (k, h, w), optional
+        Soft per-segment scores (upsampled bilinearly, then argmax).
+    details : dict, optional
+        Per-image facts a user may inspect (chosen number of segments, ...).
+    """
+
+    __slots__ = ("labels", "scores", "details")
+
+    def __init__(self, labels=None, scores=None, details=None):
+        if (labels is None) == (scores is None):
+            raise ValueError("give exactly one of labels and scores")
+        self.labels = labels
+        self.scores = scores
+        self.details = details or {}
+
+
+class BaseSegmenter(BaseEstimator):
+    """Base class of the segmenters.
+
+    Subclasses implement :meth:`_segment` (one image's features -> a
+    :class:`SegmentResult` on the grid), and, if they learn from the dataset,
+    :meth:`_fit`. The base validates input, loops over images with joblib
+    (``n_jobs``), returns int32 labels ``0..k-1`` at each image's resolution and
+    applies DenseCRF when the subclass has a true ``crf`` parameter.
+    """
+
+    def _check_params(self):
+        """Validate hyperparameters; raise ``ValueError``/``TypeError``."""
+
+    def _fit(self, features, random_state):
+        """Learn from the training features (per-image methods learn nothing)."""
+
+    def _segment(self, pf, random_state):
+        raise NotImplementedError
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = getattr(self, "random_state", 0) is None
+        return tags
+
+    def fit(self, X, y=None):
+        """Fit the segmenter.
+
+        Parameters
+        ----------
+        X : list of PatchFeatures or ndarray of shape (h, w, d)
+            Per-image features (from :class:`~sklearn_useg.DinoFeatures` or your own).
+        y : ignored
+            Unsupervised; present for Pipeline compatibility.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        features = check_features(X)
+        self.n_features_in_ = features[0].features.shape[-1]
+        self._fit(features, check_random_state(getattr(self, "random_state", None)))
+        self.fitted_ = True
+        return self
+
+    def predict(self, X, *, return_details=False):
+        """Segment each image.
+
+        Parameters
+        ----------
+        X : list of PatchFeatures or ndarray of shape (h, w, d)
+            Per-image features.
+        return_details : bool, default=False
+            Also return a list of per-image dicts describing the method's choices.
+
+        Returns
+        -------
+        labels : list of ndarray of shape (H, W), int32
+            One label map per image, at the image's resolution (the grid's for plain
+            arrays), labels consecutive from 0.
+        details : list of dict
+            Only when ``return_details=True``.
+        """
+        check_is_fitted(self)
+        features = check_features(X)
+        for i, pf in enumerate(features):
+            if pf.features.shape[-1] != self.n_features_in_:
+                raise ValueError(
+                    f"X[{i}] has {pf.features.shape[-1]} features per patch, but "
+                    f"{type(self).__name__} was fitted with {self.n_features_in_}.")
+        # One seed for every image: results do not depend on order, batching or n_jobs.
+        seed = check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1)
+        outputs = Parallel(n_jobs=getattr(self, "n_jobs", None))(
+            delayed(self._predict_one)(pf, seed) for pf in features)
+        labels = [out[0] for out in outputs]
+        if return_details:
+            return labels, [out[1] for out in outputs]
+        return labels
+
+    def fit_predict(self, X, y=None, **predict_params):
+        """Fit, then segment the same images (see :meth:`predict`)."""
+        return self.fit(X, y).predict(X, **predict_params)
+
+    def _predict_one(self, pf, seed):
+        result = self._segment(pf, np.random.RandomState(seed))
+        shape = tuple(pf.image_shape)
+        if result.scores is not None:
+            labels = np.argmax(upsample_scores(result.scores, shape), axis=0)
+        else:
+            labels = upsample_labels(result.labels, shape)
+        if getattr(self, "crf", False):
+            if pf.image is None:
+                raise ValueError("crf=True needs the image: pass PatchFeatures from "
+                                 "DinoFeatures(keep_image=True), not plain arrays.")
+            params = {**CRF_DEFAULTS, **(getattr(self, "crf_params", None) or {})}
+            labels = dense_crf(pf.image, labels, **params)
+        return relabel_consecutive(labels), result.details
