@@ -5,7 +5,7 @@ from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, segmentation_covering)
-from .segmenters import KMeansSegmenter
+from .segmenters import CLASPSegmenter, KMeansSegmenter
 
 __version__ = "0.1.0.dev0"
 
@@ -13,6 +13,7 @@ __all__ = [
     "DinoFeatures",
     "PatchFeatures",
     "KMeansSegmenter",
+    "CLASPSegmenter",
     "hungarian_miou",
     "pixel_accuracy",
     "segmentation_covering",

@@ -9,9 +9,10 @@ NORMALIZATIONS = ("none", "l2", "center", "center_l2")
 def l2_normalize(X, eps=1e-12):
     """Scale each row (last axis) of ``X`` to unit Euclidean norm.
 
-    Rows of zeros stay zero.
+    Rows of zeros stay zero. float64 input stays float64; anything else becomes float32.
     """
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X)
+    X = X if X.dtype == np.float64 else X.astype(np.float32)
     norms = np.linalg.norm(X, axis=-1, keepdims=True)
     return X / np.maximum(norms, eps)
 
@@ -82,3 +83,95 @@ def grid_adjacency(shape, connectivity=4):
     data = np.ones(2 * rows.size, dtype=np.float32)
     adj = sp.coo_matrix((data, (np.r_[rows, cols], np.r_[cols, rows])), shape=(n, n))
     return adj.tocsr()
+
+
+def thin_factor_spectrum(X, n_vectors=0, *, device=None):
+    """Exact spectrum of ``A = X Xᵀ`` from its thin factor ``X`` (n, d), no n x n matrix.
+
+    ``A`` is the affinity of the rows of ``X`` (the cosine affinity when they have
+    unit norm), so ``rank(A) <= r = min(n, d)``: its nonzero eigenvalues are those
+    of the small Gram matrix (``Xᵀ X``, d x d, when ``d < n``; else ``X Xᵀ``), and the
+    remaining ``n - r`` eigenvalues of ``A`` are exactly 0. Eigenvectors of ``A``
+    for the nonzero eigenvalues are ``u = X v / sqrt(λ)``. Cost ``O(n d²)`` instead
+    of the ``O(n³)`` of a dense ``eigh`` of ``A``, with the same absolute accuracy on
+    the eigenvalues (about ``eps · λ_1``). Computed in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Thin factor of ``A``.
+    n_vectors : int, default=0
+        How many leading eigenvectors to return; at most the numerical rank of
+        ``A`` (eigenvalues above ``max(n, d) · eps · λ_1``) are returned, since
+        eigenvectors of the null space are arbitrary.
+    device : None or str or torch.device, default=None
+        ``None`` computes with NumPy; otherwise the Gram matrix and its eigen-
+        decomposition are computed with torch on that device (e.g. ``"cuda"``).
+
+    Returns
+    -------
+    eigenvalues : ndarray of shape (n,), float64
+        All ``n`` eigenvalues of ``A``, in decreasing order, exact zeros beyond ``r``.
+    eigenvectors : ndarray of shape (n, m), float64
+        The ``m = min(n_vectors, numerical rank)`` leading unit eigenvectors, each
+        with its largest-magnitude entry positive (a deterministic sign).
+    """
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    n, d = X.shape
+    thin = d < n
+    if device is None:
+        gram = X.T @ X if thin else X @ X.T
+        values, vectors = np.linalg.eigh(gram)
+    else:
+        import torch
+
+        Xt = torch.as_tensor(X, device=device)
+        values, vectors = torch.linalg.eigh(Xt.T @ Xt if thin else Xt @ Xt.T)
+        values, vectors = values.cpu().numpy(), vectors.cpu().numpy()
+    values, vectors = values[::-1], vectors[:, ::-1]
+    r = min(n, d)
+    eigenvalues = np.zeros(n)
+    eigenvalues[:r] = np.clip(values[:r], 0.0, None)
+    top = eigenvalues[0] if n else 0.0
+    rank = int(np.sum(eigenvalues > max(n, d) * np.finfo(np.float64).eps * top)) if top > 0 \
+        else 0
+    m = min(int(n_vectors), rank)
+    if thin:
+        U = (X @ vectors[:, :m]) / np.sqrt(eigenvalues[:m])
+    else:
+        U = vectors[:, :m].copy()
+    if m:
+        flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(m)])
+        U *= np.where(flip == 0, 1.0, flip)
+    return eigenvalues, U
+
+
+def eigengap_elbow(eigenvalues):
+    """Number of clusters from the elbow of the eigengaps (CLASP's rule).
+
+    With eigenvalues ``λ_1 >= ... >= λ_n`` and gaps ``δ_i = λ_i - λ_{i+1}``
+    (``i = 1..n-1``), draw the straight line from ``(1, δ_1)`` to ``(n-1, δ_{n-1})``;
+    ``i*`` is the index whose point ``(i, δ_i)`` is farthest (perpendicular
+    distance, in the raw units of both axes) from that line, first one on ties.
+
+    Parameters
+    ----------
+    eigenvalues : array-like of shape (n,)
+        Eigenvalues in decreasing order (e.g. from :func:`thin_factor_spectrum`).
+
+    Returns
+    -------
+    int
+        ``K_opt = i* + 1``; 1 when ``n < 2`` (no gap).
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
+    if lam.size < 2:
+        return 1
+    gaps = lam[:-1] - lam[1:]
+    i = np.arange(1, gaps.size + 1, dtype=np.float64)
+    x1, y1, x2, y2 = i[0], gaps[0], i[-1], gaps[-1]
+    norm = np.hypot(x2 - x1, y2 - y1)
+    if norm == 0:
+        return 2
+    dist = np.abs((x2 - x1) * (y1 - gaps) - (x1 - i) * (y2 - y1)) / norm
+    return int(np.argmax(dist)) + 2

@@ -1,6 +1,7 @@
 """The segmentation methods, each a scikit-learn estimator over patch features."""
 
 from ._base import BaseSegmenter, SegmentResult
+from .clasp import CLASPSegmenter
 from .kmeans import KMeansSegmenter
 
-__all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter"]
+__all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter"]
