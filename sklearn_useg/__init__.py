@@ -5,7 +5,7 @@ from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, segmentation_covering)
-from .segmenters import CLASPSegmenter, KMeansSegmenter
+from .segmenters import CLASPSegmenter, DeepCutSegmenter, KMeansSegmenter
 
 __version__ = "0.1.0.dev0"
 
@@ -14,6 +14,7 @@ __all__ = [
     "PatchFeatures",
     "KMeansSegmenter",
     "CLASPSegmenter",
+    "DeepCutSegmenter",
     "hungarian_miou",
     "pixel_accuracy",
     "segmentation_covering",

@@ -2,6 +2,8 @@
 
 from ._base import BaseSegmenter, SegmentResult
 from .clasp import CLASPSegmenter
+from .deepcut import DeepCutSegmenter
 from .kmeans import KMeansSegmenter
 
-__all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter"]
+__all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter",
+           "DeepCutSegmenter"]
