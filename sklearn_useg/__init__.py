@@ -5,7 +5,8 @@ from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, segmentation_covering)
-from .segmenters import CLASPSegmenter, DeepCutSegmenter, KMeansSegmenter
+from .segmenters import ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, KMeansSegmenter
+from .semantic import SemanticLabeler
 
 __version__ = "0.1.0.dev0"
 
@@ -15,6 +16,8 @@ __all__ = [
     "KMeansSegmenter",
     "CLASPSegmenter",
     "DeepCutSegmenter",
+    "ACSegSegmenter",
+    "SemanticLabeler",
     "hungarian_miou",
     "pixel_accuracy",
     "segmentation_covering",

@@ -175,3 +175,49 @@ def eigengap_elbow(eigenvalues):
         return 2
     dist = np.abs((x2 - x1) * (y1 - gaps) - (x1 - i) * (y2 - y1)) / norm
     return int(np.argmax(dist)) + 2
+
+
+def soft_modularity_loss(X, S, mask=None, chunk_size=256):
+    """Negative soft modularity of assignments ``S`` on the cosine graph of ``X`` (torch).
+
+    ACSeg's loss (Li et al., CVPR 2023): with ``A_ij = max(0, cos(x_i, x_j))``,
+    degrees ``k_i = Σ_j A_ij``, ``2m = Σ_ij A_ij``, ``w_ij = A_ij - k_i k_j / 2m``,
+    ``S̄ = max(0, S)`` and ``δ_ij = max_c S̄_ic S̄_jc``,
+    ``L = -(1 / 2m) Σ_ij w_ij δ_ij``. Differentiable in ``S`` (and ``X``). The
+    ``n x n x k`` products are formed ``chunk_size`` rows at a time.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (B, n, d)
+        Node features of ``B`` graphs (rows need not be normalised).
+    S : torch.Tensor of shape (B, n, k)
+        Soft assignments (e.g. cosine similarities to ``k`` concepts).
+    mask : torch.Tensor of shape (B, n), bool, optional
+        Valid nodes (padding rows are ``False``); all valid when omitted.
+    chunk_size : int, default=256
+        Rows of ``δ`` computed at once.
+
+    Returns
+    -------
+    torch.Tensor of shape (B,)
+        The loss of each graph (``-Q``, lower is better).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    Xn = F.normalize(X, dim=-1)
+    S = S.clamp_min(0)
+    if mask is not None:
+        m = mask.to(X.dtype)
+        Xn = Xn * m[..., None]
+        S = S * m[..., None]
+    A = (Xn @ Xn.transpose(1, 2)).clamp_min(0)
+    degrees = A.sum(-1)
+    two_m = degrees.sum(-1).clamp_min(torch.finfo(X.dtype).tiny)
+    total = X.new_zeros(X.shape[0])
+    for start in range(0, X.shape[1], chunk_size):
+        rows = slice(start, start + chunk_size)
+        delta = (S[:, rows, None, :] * S[:, None, :, :]).amax(-1)
+        w = A[:, rows] - degrees[:, rows, None] * degrees[:, None, :] / two_m[:, None, None]
+        total = total + (w * delta).sum((1, 2))
+    return -total / two_m

@@ -1,9 +1,10 @@
 """The segmentation methods, each a scikit-learn estimator over patch features."""
 
 from ._base import BaseSegmenter, SegmentResult
+from .acseg import ACSegSegmenter
 from .clasp import CLASPSegmenter
 from .deepcut import DeepCutSegmenter
 from .kmeans import KMeansSegmenter
 
 __all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter",
-           "DeepCutSegmenter"]
+           "DeepCutSegmenter", "ACSegSegmenter"]
