@@ -5,7 +5,8 @@ from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, segmentation_covering)
-from .segmenters import ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, KMeansSegmenter
+from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
+                         KMeansSegmenter)
 from .semantic import SemanticLabeler
 
 __version__ = "0.1.0.dev0"
@@ -17,6 +18,7 @@ __all__ = [
     "CLASPSegmenter",
     "DeepCutSegmenter",
     "ACSegSegmenter",
+    "IL2VSegmenter",
     "SemanticLabeler",
     "hungarian_miou",
     "pixel_accuracy",

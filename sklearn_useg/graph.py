@@ -221,3 +221,23 @@ def soft_modularity_loss(X, S, mask=None, chunk_size=256):
         w = A[:, rows] - degrees[:, rows, None] * degrees[:, None, :] / two_m[:, None, None]
         total = total + (w * delta).sum((1, 2))
     return -total / two_m
+
+
+def grid_edges(shape, connectivity=4):
+    """Edge list of the grid graph of :func:`grid_adjacency`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Grid shape ``(h, w)``; cell ``(r, c)`` is node ``r * w + c``.
+    connectivity : {4, 8}
+        4-neighbours, or 4-neighbours plus diagonals.
+
+    Returns
+    -------
+    ndarray of shape (m, 2), int64
+        Each undirected edge once, as ``(i, j)`` with ``i < j``, sorted.
+    """
+    upper = sp.triu(grid_adjacency(shape, connectivity), k=1).tocoo()
+    edges = np.stack([upper.row, upper.col], axis=1).astype(np.int64)
+    return edges[np.lexsort((edges[:, 1], edges[:, 0]))]

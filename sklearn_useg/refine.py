@@ -41,7 +41,7 @@ def upsample_scores(scores, shape):
 
 
 def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_gaussian=4,
-              sxy_bilateral=80, srgb=13, compat_bilateral=10):
+              sxy_bilateral=80, srgb=13, compat_bilateral=10, keep_labels=False):
     """Refine a pixel label map with a fully connected CRF (Krähenbühl & Koltun).
 
     The unary comes from the labels themselves (probability ``gt_prob`` on the given
@@ -56,11 +56,14 @@ def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_g
         Labels ``0..k-1``.
     n_iter, gt_prob, sxy_gaussian, compat_gaussian, sxy_bilateral, srgb, compat_bilateral
         CRF settings (defaults: CLASP's).
+    keep_labels : bool, default=False
+        Return the input's own label values (dataset-wide class ids stay valid)
+        instead of relabelling the output to ``0..k-1``.
 
     Returns
     -------
     ndarray of shape (H, W), int32
-        Refined labels, consecutive from 0.
+        Refined labels, consecutive from 0 (the input's values if ``keep_labels``).
     """
     try:
         import pydensecrf.densecrf as dcrf
@@ -68,10 +71,11 @@ def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_g
     except ImportError as exc:
         raise ImportError('DenseCRF refinement needs pydensecrf: pip install '
                           '"sklearn-useg[crf]" (installs pydensecrf2).') from exc
+    values = np.unique(labels).astype(np.int32) if keep_labels else None
     labels = relabel_consecutive(labels)
     n_labels = int(labels.max()) + 1
     if n_labels < 2:
-        return labels
+        return values[labels] if keep_labels else labels
     H, W = labels.shape
     crf = dcrf.DenseCRF2D(W, H, n_labels)
     unary = unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False)
@@ -81,7 +85,8 @@ def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_g
                              rgbim=np.ascontiguousarray(image, dtype=np.uint8),
                              compat=compat_bilateral)
     q = np.asarray(crf.inference(n_iter)).reshape(n_labels, H, W)
-    return relabel_consecutive(q.argmax(axis=0))
+    out = q.argmax(axis=0)
+    return values[out] if keep_labels else relabel_consecutive(out)
 
 
 def border_background(labels):

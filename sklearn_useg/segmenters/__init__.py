@@ -4,7 +4,9 @@ from ._base import BaseSegmenter, SegmentResult
 from .acseg import ACSegSegmenter
 from .clasp import CLASPSegmenter
 from .deepcut import DeepCutSegmenter
+from .il2vseg import IL2VSegmenter
 from .kmeans import KMeansSegmenter
 
 __all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter",
-           "DeepCutSegmenter", "ACSegSegmenter"]
+           "DeepCutSegmenter", "ACSegSegmenter",
+           "IL2VSegmenter"]

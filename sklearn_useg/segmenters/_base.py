@@ -41,8 +41,12 @@ class BaseSegmenter(BaseEstimator):
     :class:`SegmentResult` on the grid), and, if they learn from the dataset,
     :meth:`_fit`. The base validates input, loops over images with joblib
     (``n_jobs``), returns int32 labels ``0..k-1`` at each image's resolution and
-    applies DenseCRF when the subclass has a true ``crf`` parameter.
+    applies DenseCRF when the subclass has a true ``crf`` parameter. Subclasses whose
+    labels are dataset-wide class ids set ``_dataset_labels = True``: their label
+    values are kept (no per-image relabelling, also through the CRF).
     """
+
+    _dataset_labels = False
 
     def _check_params(self):
         """Validate hyperparameters; raise ``ValueError``/``TypeError``."""
@@ -74,6 +78,10 @@ class BaseSegmenter(BaseEstimator):
         self
         """
         self._check_params()
+        unknown = sorted(set(getattr(self, "crf_params", None) or {}) - set(CRF_DEFAULTS))
+        if unknown:
+            raise ValueError(f"crf_params has unknown keys {unknown}; expected a subset of "
+                             f"{sorted(CRF_DEFAULTS)}.")
         features = check_features(X)
         self.n_features_in_ = features[0].features.shape[-1]
         self._fit(features, check_random_state(getattr(self, "random_state", None)))
@@ -130,5 +138,7 @@ class BaseSegmenter(BaseEstimator):
                 raise ValueError("crf=True needs the image: pass PatchFeatures from "
                                  "DinoFeatures(keep_image=True), not plain arrays.")
             params = {**CRF_DEFAULTS, **(getattr(self, "crf_params", None) or {})}
-            labels = dense_crf(pf.image, labels, **params)
+            labels = dense_crf(pf.image, labels, keep_labels=self._dataset_labels, **params)
+        if self._dataset_labels:
+            return labels.astype(np.int32), result.details
         return relabel_consecutive(labels), result.details

@@ -178,13 +178,6 @@ class CLASPSegmenter(BaseSegmenter):
 
     def _check_params(self):
         self._validate_params()
-        if self.crf_params:
-            from ..refine import CRF_DEFAULTS
-
-            unknown = sorted(set(self.crf_params) - set(CRF_DEFAULTS))
-            if unknown:
-                raise ValueError(f"crf_params has unknown keys {unknown}; expected a subset "
-                                 f"of {sorted(CRF_DEFAULTS)}.")
         self._device = _resolve_device(self.device)
 
     def _factor(self, X):
