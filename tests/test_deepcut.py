@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.graph import normalize_features
-from sklearn_useg.metrics import corloc, foreground_iou, hungarian_miou, miou_scorer
+from sklearn_useg.metrics import hungarian_miou, miou_scorer
 from sklearn_useg.refine import border_background
 from sklearn_useg.segmenters.deepcut import (DeepCutSegmenter, _affinity, _cc_loss,
                                              _gcn_propagate, _ncut_loss)
