@@ -238,6 +238,23 @@ class ACSegSegmenter(BaseSegmenter):
         self.module_.eval()
         self.fit_time_ = time.perf_counter() - start
 
+    def __getstate__(self):
+        # the module's classes are built in fit (torch is imported lazily), so pickle
+        # its weights and rebuild it on load
+        state = super().__getstate__()
+        if "module_" in state:
+            state = dict(state, module_={key: value.cpu() for key, value
+                                         in self.module_.state_dict().items()})
+        return state
+
+    def __setstate__(self, state):
+        if "module_" in state:
+            module = _build_acg(state["n_prototypes"], state["n_features_in_"],
+                                state["n_layers"], state["n_heads"], state["ffn_dim"])
+            module.load_state_dict(state["module_"])
+            state = dict(state, module_=module.to(state["device_"]).eval())
+        super().__setstate__(state)
+
     def similarities(self, X):
         """Cosine similarities of each image's patches to its refined concepts.
 
