@@ -6,7 +6,7 @@ from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_mio
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, segmentation_covering)
 from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
-                         KMeansSegmenter)
+                         KMeansSegmenter, OAPSegmenter)
 from .semantic import SemanticLabeler
 
 __version__ = "0.1.0.dev0"
@@ -19,6 +19,7 @@ __all__ = [
     "DeepCutSegmenter",
     "ACSegSegmenter",
     "IL2VSegmenter",
+    "OAPSegmenter",
     "SemanticLabeler",
     "hungarian_miou",
     "pixel_accuracy",

@@ -85,6 +85,56 @@ def grid_adjacency(shape, connectivity=4):
     return adj.tocsr()
 
 
+def contract_edges(n_nodes, edges, mask=None):
+    """Contract edges: connected components of the nodes joined by the kept edges.
+
+    Parameters
+    ----------
+    n_nodes : int
+        Number of nodes.
+    edges : ndarray of shape (m, 2), int
+        Undirected edges ``(i, j)``.
+    mask : ndarray of shape (m,), bool, optional
+        Which edges to contract (all when omitted).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_nodes,), int64
+        Component (supernode) of each node, ``0..k-1`` in order of first node.
+    n_components : int
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    if mask is not None:
+        edges = edges[np.asarray(mask, dtype=bool)]
+    graph = sp.coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
+                          shape=(n_nodes, n_nodes))
+    n_components, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64), int(n_components)
+
+
+def quotient_edges(edges, labels):
+    """Edges of the supernode graph after :func:`contract_edges`.
+
+    Parameters
+    ----------
+    edges : ndarray of shape (m, 2), int
+        Undirected edges between nodes.
+    labels : ndarray of shape (n_nodes,), int
+        Supernode of each node.
+
+    Returns
+    -------
+    ndarray of shape (m', 2), int64
+        The distinct supernode pairs ``(a, b)``, ``a < b``, joined by at least one edge
+        (no self-loops), sorted.
+    """
+    pairs = np.asarray(labels, dtype=np.int64)[np.asarray(edges, dtype=np.int64).reshape(-1, 2)]
+    pairs = np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1)
+    return np.unique(pairs, axis=0).reshape(-1, 2)
+
+
 def thin_factor_spectrum(X, n_vectors=0, *, device=None):
     """Exact spectrum of ``A = X Xᵀ`` from its thin factor ``X`` (n, d), no n x n matrix.
 

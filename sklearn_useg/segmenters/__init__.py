@@ -6,7 +6,8 @@ from .clasp import CLASPSegmenter
 from .deepcut import DeepCutSegmenter
 from .il2vseg import IL2VSegmenter
 from .kmeans import KMeansSegmenter
+from .oap import OAPSegmenter
 
 __all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter",
            "DeepCutSegmenter", "ACSegSegmenter",
-           "IL2VSegmenter"]
+           "IL2VSegmenter", "OAPSegmenter"]

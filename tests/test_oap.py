@@ -1,0 +1,254 @@
+"""OAPSegmenter: hierarchical merging, exact fast spatial similarity, sklearn integration."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from sklearn_useg.datasets import make_segmentation_blobs
+from sklearn_useg.graph import contract_edges, grid_edges, l2_normalize, quotient_edges
+from sklearn_useg.metrics import hungarian_miou, miou_scorer
+from sklearn_useg.segmenters.oap import OAPSegmenter, _merge_mask, oap_hierarchy
+
+
+def _blobs(n_images=2, **kwargs):
+    params = dict(grid_shape=(16, 20), n_segments=4, noise=0.1, random_state=0)
+    params.update(kwargs)
+    return make_segmentation_blobs(n_images, **params)
+
+
+def _is_connected(mask):
+    return ndimage.label(mask)[1] == 1  # default structure: 4-connectivity
+
+
+def test_contract_and_quotient_edges():
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+    labels, k = contract_edges(5, edges, [True, False, True, False])
+    assert k == 3 and labels[0] == labels[1] and labels[2] == labels[3]
+    np.testing.assert_array_equal(quotient_edges(edges, labels), [[0, 1], [1, 2]])
+    assert contract_edges(3, np.empty((0, 2), int))[1] == 3
+
+
+@pytest.mark.parametrize("mean_pooling", [True, False])
+def test_recovers_blobs_semantic_and_instance(mean_pooling):
+    X, y = _blobs(3)
+    for level in ("semantic", "instance"):
+        scores = [hungarian_miou(y, OAPSegmenter(level=level, layer=t,
+                                                 mean_pooling=mean_pooling).fit_predict(X))
+                  for t in range(5)]
+        assert max(scores) >= 0.95, (level, scores)
+
+
+def test_semantic_joins_disjoint_regions_instance_does_not():
+    rng = np.random.RandomState(0)
+    centres = l2_normalize(rng.randn(2, 8))
+    truth = np.zeros((12, 12), int)
+    truth[:, 4:8] = 1  # a middle stripe splits class 0 into two regions
+    X = centres[truth] + 0.05 * rng.randn(12, 12, 8)
+    seg = OAPSegmenter(layer=0).fit([X])
+    semantic = seg.predict([X])[0]
+    instance = seg.set_params(level="instance").predict([X])[0]
+    assert hungarian_miou([truth], [semantic]) == 1.0
+    assert len(np.unique(instance)) == 3
+    assert all(_is_connected(instance == k) for k in np.unique(instance))
+
+
+def test_hierarchy_nested_connected_and_consistent():
+    X, _ = _blobs(1, n_segments=6, noise=0.3, separation=0.8, random_state=3)
+    layers = OAPSegmenter().fit(X).predict_hierarchy(X)[0]
+    assert len(layers) == 5
+    previous = np.arange(16 * 20).reshape(16, 20)
+    for layer in layers:
+        inst, sem = layer["instance"], layer["semantic"]
+        s = len(layer["instance_sizes"])
+        assert set(np.unique(inst)) == set(range(s))
+        np.testing.assert_array_equal(np.bincount(inst.ravel(), minlength=s),
+                                      layer["instance_sizes"])
+        assert all(_is_connected(inst == k) for k in range(s))
+        # nested: every mask of the previous layer lies inside one mask of this layer
+        for k in np.unique(previous):
+            assert len(np.unique(inst[previous == k])) == 1
+        # each semantic mask is a union of this layer's instance masks
+        np.testing.assert_array_equal(sem, layer["semantic_of_instance"][inst])
+        np.testing.assert_allclose(np.linalg.norm(layer["instance_features"], axis=1), 1,
+                                   atol=1e-5)
+        assert layer["semantic_sizes"].sum() == inst.size
+        previous = inst
+    sizes = [len(layer["instance_sizes"]) for layer in layers]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 40), tau=st.floats(-0.2, 0.95))
+def test_bounded_merge_mask_is_exact(seed, n, tau):
+    """The bound-pruned decision equals the brute-force one on the dense affinity rows."""
+    import torch
+
+    rng = np.random.RandomState(seed)
+    F = l2_normalize(rng.randn(n, 6) + rng.randn(6) * rng.uniform(0, 3)).astype(np.float32)
+    labels = rng.randint(0, max(1, n // 2), size=n)
+    labels = np.unique(labels, return_inverse=True)[1]
+    s = labels.max() + 1
+    counts = np.bincount(labels)
+    C = np.stack([F[labels == k].mean(0) for k in range(s)])
+    V = l2_normalize(rng.randn(s, 6))
+    i, j = np.triu_indices(s, 1)
+    A = F @ F.T
+    R = np.stack([A[labels == k].sum(0) / counts[k] for k in range(s)])  # M A / |M|
+    S = 0.6 * (V[i] * V[j]).sum(1) + 0.4 * (1 - np.abs(R[i] - R[j]).mean(1))
+    Ft, Ct = torch.as_tensor(F), torch.as_tensor(C, dtype=torch.float32)
+    clear = np.abs(S - tau) > 1e-4  # float32 round-off at the threshold itself
+    for rows in (None, torch.as_tensor(R, dtype=torch.float32)):  # rows computed or stored
+        got = _merge_mask(torch.as_tensor(i), torch.as_tensor(j),
+                          torch.as_tensor((V[i] * V[j]).sum(1), dtype=torch.float32), Ct,
+                          Ct @ (Ft.T @ Ft / n), rows, Ft, tau, 0.6, 0.4).numpy()
+        np.testing.assert_array_equal(got[clear], (S > tau)[clear])
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 7), w=st.integers(1, 7), d=st.integers(1, 5),
+       seed=st.integers(0, 2**16), level=st.sampled_from(["semantic", "instance"]),
+       layer=st.integers(-2, 1), min_size=st.integers(1, 6),
+       normalize=st.sampled_from(["center_l2", "l2"]))
+def test_output_contract(h, w, d, seed, level, layer, min_size, normalize):
+    X = np.random.RandomState(seed).randn(h, w, d).astype(np.float32)
+    seg = OAPSegmenter(thresholds=(0.7, 0.3), level=level, layer=layer, min_size=min_size,
+                       normalize=normalize)
+    labels, details = seg.fit([X]).predict([X], return_details=True)
+    out = labels[0]
+    assert out.shape == (h, w) and out.dtype == np.int32
+    k = out.max() + 1
+    assert set(np.unique(out)) == set(range(k))
+    assert details[0]["n_segments"] == k
+    sizes = np.bincount(out.ravel())
+    if sizes.max() >= min_size:  # smaller masks are not reported (given to a reported one)
+        assert sizes.min() >= min_size
+    if level == "instance":
+        assert all(_is_connected(out == c) for c in range(k))
+    np.testing.assert_array_equal(out, clone(seg).fit([X]).predict([X])[0])
+
+
+def test_min_size_absorbs_small_instances_into_neighbours():
+    X, _ = _blobs(1, noise=0.2, random_state=1)
+    seg = OAPSegmenter(level="instance", layer=0, min_size=1).fit(X)
+    n_all = len(np.unique(seg.predict(X)[0]))
+    out = seg.set_params(min_size=10).predict(X)[0]
+    assert len(np.unique(out)) < n_all
+    assert np.bincount(out.ravel()).min() >= 10
+    assert all(_is_connected(out == c) for c in np.unique(out))
+
+
+def test_uniform_features_and_single_token():
+    rng = np.random.RandomState(0)
+    X = np.tile(rng.randn(8), (5, 6, 1)).astype(np.float32)
+    # raw L2 features are all equal: S = 1 everywhere, one segment
+    assert OAPSegmenter(normalize="l2").fit_predict([X])[0].max() == 0
+    out = OAPSegmenter().fit_predict([rng.randn(1, 1, 4)])[0]
+    np.testing.assert_array_equal(out, [[0]])
+
+
+def test_stored_and_computed_affinity_rows_agree(monkeypatch):
+    """Above the storage cap the mean affinity rows are computed in blocks instead."""
+    from sklearn_useg.segmenters import oap
+
+    X, _ = _blobs(1, n_segments=6, noise=0.3, separation=0.8, random_state=3)
+    F = l2_normalize(X[0] - X[0].reshape(-1, X[0].shape[-1]).mean(0))
+    stored = oap_hierarchy(F, mean_pooling=False)
+    monkeypatch.setattr(oap, "_ROWS", 0)
+    computed = oap_hierarchy(F, mean_pooling=False)
+    for a, b in zip(stored, computed):
+        np.testing.assert_array_equal(a["instance"], b["instance"])
+        np.testing.assert_array_equal(a["semantic"], b["semantic"])
+        np.testing.assert_allclose(a["semantic_features"], b["semantic_features"], atol=1e-4)
+
+
+def test_oap_hierarchy_semantic_layers_subset():
+    X, _ = _blobs(1)
+    F = l2_normalize(X[0] - X[0].reshape(-1, X[0].shape[-1]).mean(0))
+    layers = oap_hierarchy(F, (0.8, 0.5), semantic_layers={1})
+    assert "semantic" not in layers[0] and "semantic" in layers[1]
+    full = oap_hierarchy(F, (0.8, 0.5))
+    np.testing.assert_array_equal(layers[1]["semantic"], full[1]["semantic"])
+
+
+@pytest.mark.parametrize("params, error", [
+    (dict(thresholds=()), ValueError),
+    (dict(thresholds=[0.5, np.nan]), ValueError),
+    (dict(thresholds=[[0.5]]), ValueError),
+    (dict(thresholds=["a"]), ValueError),
+    (dict(feature_weight=-1), ValueError),
+    (dict(feature_weight=0, spatial_weight=0), ValueError),
+    (dict(sigma=0), ValueError),
+    (dict(min_size=0), ValueError),
+    (dict(min_size=2.5), (ValueError, TypeError)),
+    (dict(level="panoptic"), ValueError),
+    (dict(layer=5), ValueError),
+    (dict(layer=-6), ValueError),
+    (dict(layer=1.0), (ValueError, TypeError)),
+    (dict(normalize="none"), ValueError),
+    (dict(mean_pooling="yes"), ValueError),
+    (dict(device="tpu"), ValueError),
+])
+def test_invalid_params(params, error):
+    X, _ = _blobs(1)
+    with pytest.raises(error):
+        OAPSegmenter(**params).fit(X).predict(X)
+
+
+def test_predict_checks_fitted_and_features():
+    X, _ = _blobs(1)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        OAPSegmenter().predict(X)
+    with pytest.raises(NotFittedError):
+        OAPSegmenter().predict_hierarchy(X)
+    with pytest.raises(ValueError, match="features"):
+        OAPSegmenter().fit(X).predict([np.zeros((4, 4, 3))])
+
+
+def test_grid_search_over_thresholds_and_level():
+    X, y = _blobs(4, random_state=2)
+    search = GridSearchCV(
+        Pipeline([("seg", OAPSegmenter(layer=0))]),
+        {"seg__thresholds": [(0.99,), (0.8,)], "seg__level": ["semantic", "instance"]},
+        scoring=miou_scorer, cv=2).fit(X, y)
+    assert search.best_params_["seg__thresholds"] == (0.8,)
+    assert search.best_score_ >= 0.95
+    assert len(search.cv_results_["mean_test_score"]) == 4
+
+
+def test_grid_edges():
+    edges = grid_edges((2, 3))
+    np.testing.assert_array_equal(edges, [[0, 1], [0, 3], [1, 2], [1, 4], [2, 5], [3, 4],
+                                          [4, 5]])
+    assert len(grid_edges((3, 3), connectivity=8)) == 20
+    assert grid_edges((1, 1)).shape == (0, 2)
+
+
+@pytest.mark.real_data
+def test_real_pipeline_and_centring(bsds_small, bsds_small_features, weights_path):
+    from sklearn_useg import DinoFeatures
+
+    images = bsds_small.images[:2]
+    pipe = Pipeline([("features", DinoFeatures(weights=weights_path, facet="key")),
+                     ("seg", OAPSegmenter(level="instance", layer=2))])
+    labels = pipe.fit(images).predict(images)
+    assert [lab.shape for lab in labels] == [img.shape[:2] for img in images]
+    keys = bsds_small_features["key"]
+    centred = OAPSegmenter(layer=0).fit(keys).predict_hierarchy(keys)
+    raw = OAPSegmenter(layer=0, normalize="l2").fit(keys).predict_hierarchy(keys)
+    for c, r in zip(centred, raw):
+        # raw DINOv2 keys are near-parallel: τ = 0.8 merges (almost) all of the image
+        assert len(c[0]["instance_sizes"]) > 5 * len(r[0]["instance_sizes"])
+        sizes = [len(layer["instance_sizes"]) for layer in c]
+        assert sizes == sorted(sizes, reverse=True)
+    # centring is what makes the paper's thresholds usable on DINOv2 keys
+    scores = {norm: max(hungarian_miou(bsds_small.targets, OAPSegmenter(
+        level="instance", layer=t, normalize=norm).fit(keys).predict(keys)) for t in range(5))
+        for norm in ("center_l2", "l2")}
+    assert scores["center_l2"] > scores["l2"] + 0.05, scores
