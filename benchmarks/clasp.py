@@ -32,12 +32,11 @@ from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
-from sklearn_useg import DinoFeatures, KMeansSegmenter
+from sklearn_useg import CLASPSegmenter, DinoFeatures, KMeansSegmenter
 from sklearn_useg.datasets import load_bsds500
 from sklearn_useg.graph import eigengap_elbow, l2_normalize, normalize_features
 from sklearn_useg.metrics import hungarian_miou, segmentation_covering
 from sklearn_useg.refine import dense_crf, upsample_labels
-from sklearn_useg.segmenters.clasp import CLASPSegmenter
 
 
 def _features(images, args, device="cpu", memory="cache"):

@@ -1,4 +1,4 @@
-"""Command line: ``sklearn-useg segment IMAGES... --out DIR``."""
+"""Command line: ``sklearn-useg segment IMAGES... --out DIR`` and ``sklearn-useg benchmark``."""
 
 import argparse
 import ast
@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from .plotting import overlay
 
 
 def _segmenters():
@@ -26,30 +28,10 @@ def _parse_param(text):
         return key, value
 
 
-def overlay(image, labels, alpha=0.5, seed=0):
-    """Blend a label map over an RGB image with one random colour per label.
-
-    Parameters
-    ----------
-    image : ndarray of shape (H, W, 3), uint8
-    labels : ndarray of shape (H, W), int
-    alpha : float
-        Weight of the label colours.
-    seed : int
-        Seed of the palette.
-
-    Returns
-    -------
-    ndarray of shape (H, W, 3), uint8
-    """
-    palette = np.random.RandomState(seed).randint(0, 256, size=(int(labels.max()) + 1, 3))
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * palette[labels]
-    return blended.clip(0, 255).astype(np.uint8)
-
-
 def segment(args):
     """Segment images and write label and overlay PNGs; return the exit status."""
     from PIL import Image
+    from tqdm.auto import tqdm
 
     from ._validation import check_image
     from .features import DinoFeatures
@@ -66,7 +48,9 @@ def segment(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = []
-    for i, path in enumerate(args.images):
+    progress = tqdm(args.images, desc="segment", unit="image", file=sys.stderr,
+                    disable=args.no_progress or None)
+    for i, path in enumerate(progress):
         try:
             image = check_image(path, name="IMAGES", index=i)
             labels = segmenter.fit_predict(features.transform([image]))[0]
@@ -77,7 +61,7 @@ def segment(args):
         Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.uint16)).save(
             out / f"{stem}_labels.png")
         Image.fromarray(overlay(image, labels)).save(out / f"{stem}_overlay.png")
-        print(f"{path}: {labels.max() + 1} segments")
+        progress.write(f"{path}: {labels.max() + 1} segments")
     if failures:
         print(f"{len(failures)} image(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
@@ -100,6 +84,14 @@ def main(argv=None):
                           "hub) or 'none' (random weights)")
     seg.add_argument("--facet", default="token", choices=["token", "key", "query", "value"])
     seg.add_argument("--device", default="auto")
+    seg.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("benchmark", add_help=False,
+                   help="quality benchmark of every method (see 'benchmark --help')")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["benchmark"]:
+        from ._benchmark import main as benchmark
+
+        return benchmark(argv[1:], prog="sklearn-useg benchmark")
     args = parser.parse_args(argv)
     return segment(args)
 

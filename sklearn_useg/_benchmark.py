@@ -1,0 +1,220 @@
+"""The quality benchmark: every method with its defaults, plus baselines, on the same
+features, one Markdown table per task.
+
+Run it as ``python benchmarks/quality.py`` or ``sklearn-useg benchmark``; ``--help``
+lists the options (methods, datasets, subset size, backbone, weights, feature cache).
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+TASKS = ("bsds", "horse", "camvid")
+METHODS = ("kmeans", "clasp", "oap", "deepcut", "acseg", "il2vseg",
+           "felzenszwalb", "slic", "spectral")
+BASELINES = ("kmeans", "felzenszwalb", "slic", "spectral")
+# Fixed K of the "deep spectral" baseline (spectral clustering of the cosine affinity
+# of the features with a given number of segments) per task.
+SPECTRAL_K = {"bsds": 5, "horse": 2, "camvid": 5}
+FELZENSZWALB_PARAMS = {"scale": 400, "sigma": 0.8, "min_size": 200}
+SLIC_PARAMS = {"n_segments": 8, "compactness": 10}
+CAMVID_CLASSES = 11
+
+
+def _pixel_baseline(name, params):
+    """A segmenter that ignores the features and segments the image's pixels."""
+    from skimage import segmentation
+
+    from .segmenters import BaseSegmenter, SegmentResult
+
+    class PixelBaseline(BaseSegmenter):
+        def __init__(self, params=None):
+            self.params = params
+
+        def _segment(self, pf, random_state):
+            if pf.image is None:
+                raise ValueError(f"the {name} baseline needs PatchFeatures with the image.")
+            if name == "slic":
+                labels = segmentation.slic(pf.image, start_label=0, **self.params)
+            else:
+                labels = segmentation.felzenszwalb(pf.image, **self.params)
+            return SegmentResult(labels=labels)
+
+    PixelBaseline.__name__ = f"{name.capitalize()}Baseline"
+    return PixelBaseline(params)
+
+
+def make_method(name, task, *, max_train_iters=None, random_state=0):
+    """The estimator benchmarked as ``name`` on ``task`` (defaults, seeded)."""
+    from . import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
+                   KMeansSegmenter, OAPSegmenter)
+
+    if name == "kmeans":
+        return KMeansSegmenter(random_state=random_state)
+    if name == "clasp":
+        return CLASPSegmenter(random_state=random_state)
+    if name == "oap":
+        return OAPSegmenter()
+    if name == "deepcut":
+        return DeepCutSegmenter(random_state=random_state)
+    if name == "acseg":
+        est = ACSegSegmenter(random_state=random_state)
+        if max_train_iters is not None:
+            est.set_params(n_iter=min(est.n_iter, max_train_iters))
+        return est
+    if name == "il2vseg":
+        est = IL2VSegmenter(random_state=random_state)
+        if task == "camvid":
+            est.set_params(n_classes=CAMVID_CLASSES)
+        if max_train_iters is not None:
+            est.set_params(max_iter=min(est.max_iter, max_train_iters))
+        return est
+    if name == "spectral":
+        return CLASPSegmenter(n_segments=SPECTRAL_K[task], random_state=random_state)
+    if name == "felzenszwalb":
+        return _pixel_baseline(name, FELZENSZWALB_PARAMS)
+    if name == "slic":
+        return _pixel_baseline(name, SLIC_PARAMS)
+    raise ValueError(f"unknown method {name!r}; choose from {METHODS}.")
+
+
+def _load(task, n_images, data_home):
+    from . import datasets
+
+    if task == "bsds":
+        return None, datasets.load_bsds500("val", data_home=data_home, n_images=n_images)
+    if task == "horse":
+        return None, datasets.load_weizmann_horse(data_home=data_home, n_images=n_images)
+    train = datasets.load_camvid("train", data_home=data_home, n_images=n_images)
+    return train, datasets.load_camvid("val", data_home=data_home, n_images=n_images)
+
+
+def _score(task, targets, labels):
+    from . import metrics
+    from .refine import border_background
+
+    if task == "bsds":
+        return {"mIoU": metrics.hungarian_miou(targets, labels),
+                "covering": metrics.segmentation_covering(targets, labels)}
+    if task == "horse":
+        masks = [border_background(lab) for lab in labels]
+        return {"fg IoU": metrics.foreground_iou(targets, masks),
+                "CorLoc": metrics.corloc(targets, masks)}
+    return {"mIoU": metrics.hungarian_miou(targets, labels, matching="dataset"),
+            "pixel acc.": metrics.pixel_accuracy(targets, labels, matching="dataset")}
+
+
+def run_task(task, methods, extractor, *, n_images=None, data_home=None,
+             max_train_iters=None, progress=True):
+    """Score every method on one task; return (rows, n_test_images, n_train_images).
+
+    Each row is ``(method, {metric: value}, seconds per test image)``. On CamVid,
+    per-image methods are wrapped in :class:`~sklearn_useg.semantic.SemanticLabeler`
+    (11 classes) fitted on the train images; IL2VSeg predicts 11 classes itself.
+    """
+    from tqdm.auto import tqdm
+
+    from .semantic import SemanticLabeler
+
+    train, test = _load(task, n_images, data_home)
+    test_features = extractor.transform(test.images)
+    train_features = None if train is None else extractor.transform(train.images)
+    rows = []
+    for name in tqdm(methods, desc=task, disable=not progress, file=sys.stderr):
+        est = make_method(name, task, max_train_iters=max_train_iters)
+        start = time.perf_counter()
+        if train_features is None:
+            labels = est.fit(test_features).predict(test_features)
+        else:
+            if name != "il2vseg":
+                est = SemanticLabeler(est, n_classes=CAMVID_CLASSES, random_state=0)
+            labels = est.fit(train_features).predict(test_features)
+        seconds = (time.perf_counter() - start) / len(test_features)
+        rows.append((name, _score(task, test.targets, labels), seconds))
+    return rows, len(test.images), 0 if train is None else len(train.images)
+
+
+TITLES = {
+    "bsds": "Per-image segmentation, BSDS500 val (Hungarian mIoU per image, "
+            "covering; mean over annotators)",
+    "horse": "Single object, Weizmann horses (border rule; foreground IoU, CorLoc)",
+    "camvid": "Dataset-level semantic, CamVid val, fit on train (Hungarian mIoU over "
+              "the dataset, pixel accuracy; 11 classes)",
+}
+
+
+def format_table(task, rows, n_test, n_train):
+    """A Markdown table of one task's rows."""
+    metrics = list(rows[0][1]) if rows else []
+    size = f"{n_test} images" + (f", {n_train} train images" if n_train else "")
+    lines = [f"### {TITLES[task]}", "", f"{size}.", "",
+             "| method | " + " | ".join(metrics) + " | s/image (fit + predict, CPU) |",
+             "| --- |" + " ---: |" * (len(metrics) + 1)]
+    for name, scores, seconds in rows:
+        label = f"{name} (baseline)" if name in BASELINES else name
+        lines.append(f"| {label} | " + " | ".join(f"{scores[m]:.3f}" for m in metrics)
+                     + f" | {seconds:.2f} |")
+    return "\n".join(lines)
+
+
+def build_parser(prog="benchmarks/quality.py"):
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Quality of every method and baseline, one table per task.")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--datasets", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--n-images", type=int, default=None,
+                        help="first N images of each split (default: all)")
+    parser.add_argument("--backbone", default="dinov2_vits14")
+    parser.add_argument("--weights", default="auto",
+                        help="checkpoint path or 'auto' ($SKLEARN_USEG_WEIGHTS, then hub)")
+    parser.add_argument("--resize", type=int, default=None,
+                        help="short side of the images given to the backbone (default: "
+                             "native size)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "useg_cache"),
+                        help="feature cache folder, shared between methods and runs")
+    parser.add_argument("--data-home", default=None,
+                        help="datasets folder (default: $SKLEARN_USEG_DATA)")
+    parser.add_argument("--max-train-iters", type=int, default=None,
+                        help="cap ACSeg's n_iter and IL2VSeg's max_iter (CPU runs); "
+                             "default: the methods' own defaults")
+    parser.add_argument("--out", default="docs/benchmarks.md",
+                        help="Markdown file written with the tables ('-' for none)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv=None, prog="benchmarks/quality.py"):
+    """Run the benchmark; print the tables and write them to ``--out``."""
+    from .features import DinoFeatures
+
+    args = build_parser(prog).parse_args(argv)
+    extractor = DinoFeatures(backbone=args.backbone, weights=args.weights,
+                             resize=args.resize, device=args.device, memory=args.cache)
+    command = ("python " if prog.endswith(".py") else "") + prog + " " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    size = "native size" if args.resize is None else f"short side {args.resize}"
+    training = ("" if args.max_train_iters is None else
+                f" (ACSeg / IL2VSeg training capped at {args.max_train_iters} iterations)")
+    header = ["## Quality benchmark", "", f"`{command.strip()}`", "",
+              f"Backbone `{args.backbone}`, token facet, {size}, CPU; every method with "
+              f"its defaults{training}. Baselines: k-means (k=5), felzenszwalb "
+              f"{FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and spectral = spectral "
+              f"clustering of the feature cosine affinity with a fixed K {SPECTRAL_K}. Seconds "
+              "per test image cover fit (training, for ACSeg / IL2VSeg / SemanticLabeler) "
+              "and predict, not feature extraction.", ""]
+    tables = []
+    for task in args.datasets:
+        rows, n_test, n_train = run_task(
+            task, args.methods, extractor, n_images=args.n_images, data_home=args.data_home,
+            max_train_iters=args.max_train_iters, progress=not args.no_progress)
+        tables.append(format_table(task, rows, n_test, n_train))
+        print(tables[-1] + "\n", flush=True)
+    if args.out != "-":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(header) + "\n" + "\n\n".join(tables) + "\n")
+        print(f"wrote {args.out}")
+    return 0
