@@ -1,0 +1,85 @@
+"""Images per second with n_jobs = 1, n_jobs = 2 and a dask LocalCluster, side by side.
+
+    python benchmarks/scale.py --n-images 20 --repeats 3
+
+Features (BSDS500 val, DINOv2 ViT-S/14 tokens, native size) are computed once and
+cached; what is timed is ``segmenter.predict`` over all images, the per-image work that
+joblib distributes. The dask column runs the same code under
+``joblib.parallel_backend("dask")`` on a ``LocalCluster`` of 2 single-threaded worker
+processes on this machine. Prints a Markdown table of median images/s and the speed-up
+over n_jobs = 1.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+from joblib import parallel_backend
+from threadpoolctl import threadpool_limits
+
+from sklearn_useg import CLASPSegmenter, DeepCutSegmenter, DinoFeatures, OAPSegmenter
+from sklearn_useg.datasets import load_bsds500
+
+
+def _images_per_second(segmenter, features, repeats, backend=None):
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        if backend is None:
+            segmenter.predict(features)
+        else:
+            with parallel_backend(backend):
+                segmenter.predict(features)
+        rates.append(len(features) / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-images", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-dask", action="store_true", help="skip the dask column")
+    parser.add_argument("--weights", default="auto")
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "useg_cache"))
+    args = parser.parse_args()
+
+    data = load_bsds500("val", n_images=args.n_images)
+    features = DinoFeatures(weights=args.weights, memory=args.cache).transform(data.images)
+    methods = {
+        "CLASP": lambda n_jobs: CLASPSegmenter(random_state=0, n_jobs=n_jobs),
+        "OAP": lambda n_jobs: OAPSegmenter(n_jobs=n_jobs),
+        "DeepCut": lambda n_jobs: DeepCutSegmenter(random_state=0, n_jobs=n_jobs),
+    }
+    client = None
+    if not args.no_dask:
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     host="127.0.0.1", dashboard_address=None))
+    print(f"BSDS500 val, {len(features)} images, grid {features[0].grid_shape}, "
+          f"{os.cpu_count()} CPU cores; median images/s over {args.repeats} runs of "
+          f"predict\n")
+    print("| method | n_jobs=1 | n_jobs=2 | speed-up | dask (2 workers) | speed-up |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    with threadpool_limits(limits=1):  # one BLAS thread per image; parallelism is joblib's
+        for name, make in methods.items():
+            one = make(1).fit(features)
+            one.predict(features[:2])  # warm-up: imports, torch kernels
+            serial = _images_per_second(one, features, args.repeats)
+            two = _images_per_second(make(2).fit(features), features, args.repeats)
+            row = f"| {name} | {serial:.2f} | {two:.2f} | {two / serial:.2f}x |"
+            if client is not None:
+                dask = _images_per_second(make(None).fit(features), features, args.repeats,
+                                          backend="dask")
+                row += f" {dask:.2f} | {dask / serial:.2f}x |"
+            else:
+                row += " - | - |"
+            print(row, flush=True)
+    if client is not None:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
