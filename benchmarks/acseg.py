@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--n-prototypes", type=int, default=5)
-    parser.add_argument("--normalize", default="l2", help="ACG feature normalisation")
+    parser.add_argument("--normalize", default="center_l2", help="ACG feature normalisation")
     parser.add_argument("--skip-bsds", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
