@@ -1,5 +1,7 @@
 """BaseSegmenter: the shared fit/predict machinery of every method."""
 
+from dataclasses import replace
+
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
@@ -43,10 +45,13 @@ class BaseSegmenter(BaseEstimator):
     (``n_jobs``), returns int32 labels ``0..k-1`` at each image's resolution and
     applies DenseCRF when the subclass has a true ``crf`` parameter. Subclasses whose
     labels are dataset-wide class ids set ``_dataset_labels = True``: their label
-    values are kept (no per-image relabelling, also through the CRF).
+    values are kept (no per-image relabelling, also through the CRF). Subclasses whose
+    ``_segment`` reads ``PatchFeatures.image`` set ``_uses_image = True``; otherwise
+    the image is not sent to the workers (unless ``crf`` needs it).
     """
 
     _dataset_labels = False
+    _uses_image = False  # True when _segment reads PatchFeatures.image
 
     def _check_params(self):
         """Validate hyperparameters; raise ``ValueError``/``TypeError``."""
@@ -115,6 +120,9 @@ class BaseSegmenter(BaseEstimator):
                     f"{type(self).__name__} was fitted with {self.n_features_in_}.")
         # One seed for every image: results do not depend on order, batching or n_jobs.
         seed = check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1)
+        if not (self._uses_image or getattr(self, "crf", False)):
+            # what is not used is not shipped to the workers
+            features = [replace(pf, image=None) for pf in features]
         outputs = Parallel(n_jobs=getattr(self, "n_jobs", None))(
             delayed(self._predict_one)(pf, seed) for pf in features)
         labels = [out[0] for out in outputs]
