@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn_useg import DinoFeatures, KMeansSegmenter, PatchFeatures, hungarian_miou
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.metrics import miou_scorer
+from sklearn_useg.segmenters import BaseSegmenter, SegmentResult
 
 
 def test_kmeans_recovers_blobs():
@@ -95,3 +96,30 @@ def test_pipeline_grid_search_on_bsds(weights_path, data_home):
     assert 0.05 < search.best_score_ <= 1.0
     labels = search.predict(data.images[:1])
     assert labels[0].shape == data.images[0].shape[:2] and labels[0].dtype == np.int32
+
+
+class _ImageMean(BaseSegmenter):
+    """Two segments: patches whose image block is brighter than the image's mean."""
+
+    def _segment(self, pf, random_state):
+        h, w = pf.grid_shape
+        block = pf.image[:h * 14, :w * 14].mean(axis=2).reshape(h, 14, w, 14).mean((1, 3))
+        return SegmentResult(labels=(block > block.mean()).astype(int))
+
+
+class _Spy(KMeansSegmenter):
+    def _segment(self, pf, random_state):
+        assert pf.image is None, "the image was shipped to a method that never reads it"
+        return super()._segment(pf, random_state)
+
+
+def test_the_image_reaches_only_methods_that_read_it():
+    rng = np.random.RandomState(0)
+    image = np.zeros((28, 42, 3), dtype=np.uint8)
+    image[:, 21:] = 200
+    pf = PatchFeatures(features=rng.rand(2, 3, 4).astype(np.float32), image_shape=(28, 42),
+                       image=image, patch_size=14, stride=14)
+    labels = _ImageMean().fit([pf]).predict([pf])[0]  # a user subclass gets the image
+    assert labels.shape == (28, 42) and len(np.unique(labels[:, :14])) == 1
+    assert labels[0, 0] != labels[0, -1]
+    assert _Spy(2, random_state=0).fit([pf]).predict([pf])[0].shape == (28, 42)

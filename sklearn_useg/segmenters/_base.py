@@ -46,12 +46,12 @@ class BaseSegmenter(BaseEstimator):
     applies DenseCRF when the subclass has a true ``crf`` parameter. Subclasses whose
     labels are dataset-wide class ids set ``_dataset_labels = True``: their label
     values are kept (no per-image relabelling, also through the CRF). Subclasses whose
-    ``_segment`` reads ``PatchFeatures.image`` set ``_uses_image = True``; otherwise
-    the image is not sent to the workers (unless ``crf`` needs it).
+    ``_segment`` never reads ``PatchFeatures.image`` set ``_uses_image = False``: the
+    image is then not sent to the workers (unless ``crf`` needs it).
     """
 
     _dataset_labels = False
-    _uses_image = False  # True when _segment reads PatchFeatures.image
+    _uses_image = True  # False when _segment never reads PatchFeatures.image
 
     def _check_params(self):
         """Validate hyperparameters; raise ``ValueError``/``TypeError``."""

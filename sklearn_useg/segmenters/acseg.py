@@ -145,6 +145,8 @@ class ACSegSegmenter(BaseSegmenter):
     ((24, 32), dtype('int32'))
     """
 
+    _uses_image = False
+
     _parameter_constraints = {
         "n_prototypes": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],

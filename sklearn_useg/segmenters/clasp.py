@@ -145,6 +145,8 @@ class CLASPSegmenter(BaseSegmenter):
     ((24, 32), dtype('int32'), 3)
     """
 
+    _uses_image = False
+
     _parameter_constraints = {
         "n_segments": [Interval(Integral, 2, None, closed="left"), None],
         "beta": [Interval(Real, 0, None, closed="left")],

@@ -218,6 +218,8 @@ class DeepCutSegmenter(BaseSegmenter):
     ((24, 32), dtype('int32'))
     """
 
+    _uses_image = False
+
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "loss": [StrOptions({"ncut", "cc"})],

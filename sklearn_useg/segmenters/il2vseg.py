@@ -343,7 +343,6 @@ class IL2VSegmenter(BaseSegmenter):
     """
 
     _dataset_labels = True
-    _uses_image = True
 
     _parameter_constraints = {
         "n_classes": [Interval(Integral, 2, None, closed="left")],

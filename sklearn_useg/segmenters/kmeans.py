@@ -36,6 +36,8 @@ class KMeansSegmenter(BaseSegmenter):
     ((24, 32), dtype('int32'))
     """
 
+    _uses_image = False
+
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "normalize": [StrOptions(set(NORMALIZATIONS))],

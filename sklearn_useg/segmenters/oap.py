@@ -319,6 +319,8 @@ class OAPSegmenter(BaseSegmenter):
     ((24, 32), dtype('int32'))
     """
 
+    _uses_image = False
+
     _parameter_constraints = {
         "thresholds": ["array-like"],
         "feature_weight": [Interval(Real, 0, None, closed="left")],
