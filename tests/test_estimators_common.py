@@ -11,12 +11,13 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from sklearn_useg import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
-                          KMeansSegmenter, SemanticLabeler)
+                          KMeansSegmenter, OAPSegmenter, SemanticLabeler)
 from sklearn_useg.datasets import make_segmentation_blobs
 
 ESTIMATORS = {
     "kmeans": lambda: KMeansSegmenter(3, random_state=0),
     "clasp": lambda: CLASPSegmenter(n_init=2, random_state=0),
+    "oap": lambda: OAPSegmenter(),
     "deepcut": lambda: DeepCutSegmenter(n_clusters=3, n_epochs=5, random_state=0),
     "acseg": lambda: ACSegSegmenter(3, n_layers=1, n_heads=2, ffn_dim=16, n_iter=3,
                                     batch_size=2, device="cpu", random_state=0),
