@@ -107,6 +107,40 @@ def resized_shape(shape, patch_size, resize, index=0):
     return out
 
 
+def fit_grid(shape, patch_size, stride, max_patches):
+    """Shrink an input size until its patch grid has at most ``max_patches`` cells.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` fed to the backbone, each side a multiple of ``patch_size``.
+    patch_size, stride : int
+        Patch size and patch-embedding stride; the grid is
+        ``((H - patch_size) // stride + 1, (W - patch_size) // stride + 1)``.
+    max_patches : int or None
+        Largest grid; ``None`` returns ``shape`` unchanged.
+
+    Returns
+    -------
+    tuple of int
+        ``(H', W')``, multiples of ``patch_size``, aspect ratio kept (to a patch).
+    """
+    def cells(side):
+        return (side - patch_size) // stride + 1
+
+    H, W = shape
+    if max_patches is None or cells(H) * cells(W) <= max_patches:
+        return shape
+    scale = np.sqrt(max_patches / (cells(H) * cells(W)))
+    H, W = (max(patch_size, int(side * scale) // patch_size * patch_size) for side in shape)
+    while cells(H) * cells(W) > max_patches:  # the estimate ignores the border patch
+        if H >= W:
+            H -= patch_size
+        else:
+            W -= patch_size
+    return H, W
+
+
 def _resize_image(image, shape):
     from PIL import Image
 
@@ -178,6 +212,12 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         and colour cues).
     memory : None, str or joblib.Memory, default=None
         Cache features per image content and parameters.
+    max_patches : int or None, default=None
+        Largest patch grid per image: an image whose grid (after ``resize``) would
+        have more patches is downscaled further, keeping its aspect ratio, so it
+        fits. Bounds the backbone's time and memory on large photos (a 4000 x 3000
+        image at native size is 61,000 patches); labels still come back at the
+        image's full resolution. ``None`` keeps every grid.
 
     Examples
     --------
@@ -187,7 +227,7 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
 
     def __init__(self, backbone="dinov2_vits14", weights="auto", facet="token", layer=-1,
                  stride=None, resize=None, normalize="none", batch_size=8, device="auto",
-                 return_attention=False, keep_image=True, memory=None):
+                 return_attention=False, keep_image=True, memory=None, max_patches=None):
         self.backbone = backbone
         self.weights = weights
         self.facet = facet
@@ -200,6 +240,7 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         self.return_attention = return_attention
         self.keep_image = keep_image
         self.memory = memory
+        self.max_patches = max_patches
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -230,6 +271,11 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
                              f"got {self.normalize!r}.")
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        if self.max_patches is not None and (
+                not isinstance(self.max_patches, (int, np.integer))
+                or isinstance(self.max_patches, bool) or self.max_patches < 1):
+            raise ValueError(f"max_patches must be a positive int or None, got "
+                             f"{self.max_patches!r}.")
         return spec, int(stride)
 
     def _config(self):
@@ -274,7 +320,8 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         images = check_images(X)
         spec, config = self._config()
         self._check_layer(config)
-        shapes = [resized_shape(img.shape[:2], spec.patch_size, self.resize, index=i)
+        shapes = [fit_grid(resized_shape(img.shape[:2], spec.patch_size, self.resize, index=i),
+                           spec.patch_size, config["stride"], self.max_patches)
                   for i, img in enumerate(images)]
         resized = [_resize_image(img, shape) for img, shape in zip(images, shapes)]
         results = [None] * len(images)

@@ -9,6 +9,13 @@ CRF_DEFAULTS = dict(n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_gaussian=4,
 def relabel_consecutive(labels):
     """Map the values of ``labels`` to ``0..k-1`` (in increasing order), as int32."""
     labels = np.asarray(labels)
+    if labels.size and np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0 \
+            and labels.max() <= 4 * labels.size:
+        # small non-negative ids (the usual case): a lookup table, no sort of the pixels
+        present = np.zeros(int(labels.max()) + 1, dtype=bool)
+        present[labels.ravel()] = True
+        lookup = (np.cumsum(present) - 1).astype(np.int32)
+        return lookup[labels]
     _, inverse = np.unique(labels, return_inverse=True)
     return inverse.reshape(labels.shape).astype(np.int32)
 
@@ -27,17 +34,46 @@ def upsample_labels(labels, shape):
     return labels[rows[:, None], cols[None, :]]
 
 
-def upsample_scores(scores, shape):
-    """Bilinear upsampling of per-class scores ``(k, h, w)`` to ``(k, H, W)``.
+def upsample_argmax(scores, shape, *, max_block_bytes=2**24):
+    """Argmax over classes of the bilinear upsampling of ``scores`` to ``shape``.
 
-    Uses the same cell-centred convention as :func:`upsample_labels`.
+    Equal to ``argmax`` of ``torch.nn.functional.interpolate(..., mode="bilinear",
+    align_corners=False)`` (the cell-centred convention of :func:`upsample_labels`),
+    computed in bands of rows so the ``(k, H, W)`` upsampled scores never exist at
+    once: memory stays within a few ``max_block_bytes`` for any image size.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (k, h, w)
+        Per-class scores on the grid.
+    shape : tuple of int
+        Output ``(H, W)``.
+    max_block_bytes : int, default=2**24
+        Size of the band of upsampled scores held at once.
+
+    Returns
+    -------
+    ndarray of shape (H, W), int32
     """
     import torch
     import torch.nn.functional as F
 
-    tensor = torch.as_tensor(np.asarray(scores, dtype=np.float32))[None]
-    out = F.interpolate(tensor, size=tuple(shape), mode="bilinear", align_corners=False)
-    return out[0].numpy()
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+    k, h, _ = scores.shape
+    H, W = (int(side) for side in shape)
+    # columns first (rows unchanged at scale 1), then rows band by band
+    cols = F.interpolate(scores[None], size=(h, W), mode="bilinear", align_corners=False)[0]
+    source = ((torch.arange(H, dtype=torch.float64) + 0.5) * (h / H) - 0.5).clamp(min=0)
+    top = source.floor().long().clamp(max=h - 1)
+    bottom = (top + 1).clamp(max=h - 1)
+    weight = (source - top).float()[None, :, None]
+    out = np.empty((H, W), dtype=np.int32)
+    rows_per_block = max(1, max_block_bytes // (4 * k * W))
+    for start in range(0, H, rows_per_block):
+        band = slice(start, start + rows_per_block)
+        up = cols[:, top[band]] * (1 - weight[:, band]) + cols[:, bottom[band]] * weight[:, band]
+        out[band] = up.argmax(dim=0).numpy()
+    return out
 
 
 def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_gaussian=4,

@@ -29,13 +29,26 @@ def test_upsample_labels_tiles_each_cell():
     assert odd.shape == (5, 3) and set(np.unique(odd)) == {0, 1, 2, 3}
 
 
-def test_upsample_scores_keeps_constant_maps_and_argmax_of_tiles():
+def test_upsample_argmax_of_tiles():
     scores = np.zeros((2, 2, 2), np.float32)
     scores[0, 0, :] = 1.0
     scores[1, 1, :] = 1.0
-    up = refine.upsample_scores(scores, (8, 4))
-    assert up.shape == (2, 8, 4)
-    np.testing.assert_array_equal(up.argmax(axis=0), np.repeat([[0] * 4, [1] * 4], 4, axis=0))
+    up = refine.upsample_argmax(scores, (8, 4))
+    np.testing.assert_array_equal(up, np.repeat([[0] * 4, [1] * 4], 4, axis=0))
+
+
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(1, 9), st.integers(1, 40),
+       st.integers(1, 40), st.integers(0, 2**16))
+def test_upsample_argmax_equals_torch_bilinear_in_any_band_size(k, h, w, H, W, seed):
+    import torch
+    import torch.nn.functional as F
+
+    scores = np.random.RandomState(seed).rand(k, h, w).astype(np.float32)
+    expected = F.interpolate(torch.as_tensor(scores)[None], size=(H, W), mode="bilinear",
+                             align_corners=False)[0].argmax(dim=0).numpy()
+    for block in (1, 4 * k * W * 3, 2**26):  # one row, three rows, everything at once
+        np.testing.assert_array_equal(refine.upsample_argmax(scores, (H, W),
+                                                             max_block_bytes=block), expected)
 
 
 def test_dense_crf_snaps_labels_to_colour_edges():

@@ -9,8 +9,43 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_features
-from ..refine import CRF_DEFAULTS, dense_crf, relabel_consecutive, upsample_labels, \
-    upsample_scores
+from ..refine import CRF_DEFAULTS, dense_crf, relabel_consecutive, upsample_argmax, \
+    upsample_labels
+
+
+def pool_patches(pf, max_patches):
+    """Average-pool a :class:`~sklearn_useg.PatchFeatures` grid to at most ``max_patches``.
+
+    Parameters
+    ----------
+    pf : PatchFeatures
+        Features of one image.
+    max_patches : int or None
+        Largest ``h * w`` kept; ``None`` (or a grid already small enough) returns
+        ``pf`` unchanged.
+
+    Returns
+    -------
+    PatchFeatures
+        Same image, shape and metadata, on a grid of at most ``max_patches`` cells.
+    """
+    if max_patches is None or pf.n_patches <= max_patches:
+        return pf
+    import torch
+    import torch.nn.functional as F
+
+    h, w = pf.grid_shape
+    scale = np.sqrt(max_patches / (h * w))
+    size = (max(1, int(h * scale)), max(1, int(w * scale)))
+
+    def pool(grid_last):  # (h, w, c) -> (h', w', c)
+        tensor = torch.from_numpy(np.ascontiguousarray(grid_last, dtype=np.float32))
+        pooled = F.adaptive_avg_pool2d(tensor.permute(2, 0, 1)[None], size)[0]
+        return pooled.permute(1, 2, 0).contiguous().numpy()
+
+    attention = None if pf.attention is None else \
+        pool(np.moveaxis(pf.attention, 0, -1)).transpose(2, 0, 1).copy()
+    return replace(pf, features=pool(pf.features), attention=attention)
 
 
 class SegmentResult:
@@ -47,7 +82,9 @@ class BaseSegmenter(BaseEstimator):
     labels are dataset-wide class ids set ``_dataset_labels = True``: their label
     values are kept (no per-image relabelling, also through the CRF). Subclasses whose
     ``_segment`` never reads ``PatchFeatures.image`` set ``_uses_image = False``: the
-    image is then not sent to the workers (unless ``crf`` needs it).
+    image is then not sent to the workers (unless ``crf`` needs it). Subclasses with a
+    ``max_patches`` parameter get every grid pooled to it (:func:`pool_patches`) in
+    :meth:`_check_input`, before ``_fit`` and ``_segment`` see it.
     """
 
     _dataset_labels = False
@@ -61,6 +98,11 @@ class BaseSegmenter(BaseEstimator):
 
     def _segment(self, pf, random_state):
         raise NotImplementedError
+
+    def _check_input(self, X):
+        """Validated features, each grid pooled to ``max_patches``."""
+        max_patches = getattr(self, "max_patches", None)
+        return [pool_patches(pf, max_patches) for pf in check_features(X)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -87,7 +129,7 @@ class BaseSegmenter(BaseEstimator):
         if unknown:
             raise ValueError(f"crf_params has unknown keys {unknown}; expected a subset of "
                              f"{sorted(CRF_DEFAULTS)}.")
-        features = check_features(X)
+        features = self._check_input(X)
         self.n_features_in_ = features[0].features.shape[-1]
         self._fit(features, check_random_state(getattr(self, "random_state", None)))
         self.fitted_ = True
@@ -112,7 +154,7 @@ class BaseSegmenter(BaseEstimator):
             Only when ``return_details=True``.
         """
         check_is_fitted(self)
-        features = check_features(X)
+        features = self._check_input(X)
         for i, pf in enumerate(features):
             if pf.features.shape[-1] != self.n_features_in_:
                 raise ValueError(
@@ -138,9 +180,9 @@ class BaseSegmenter(BaseEstimator):
         result = self._segment(pf, np.random.RandomState(seed))
         shape = tuple(pf.image_shape)
         if result.scores is not None:
-            labels = np.argmax(upsample_scores(result.scores, shape), axis=0)
+            labels = upsample_argmax(result.scores, shape)
         else:
-            labels = upsample_labels(result.labels, shape)
+            labels = upsample_labels(np.asarray(result.labels, dtype=np.int32), shape)
         if getattr(self, "crf", False):
             if pf.image is None:
                 raise ValueError("crf=True needs the image: pass PatchFeatures from "

@@ -8,7 +8,6 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_features
 from ..features import _resolve_device
 from ..graph import NORMALIZATIONS, normalize_features, soft_modularity_loss
 from ._base import BaseSegmenter, SegmentResult
@@ -102,6 +101,11 @@ class ACSegSegmenter(BaseSegmenter):
         Torch device for training and inference; "auto" picks CUDA when present.
     verbose : int, default=0
         Print the loss every ``max(1, n_iter // 10)`` iterations when > 0.
+    max_patches : int or None, default=4096
+        Largest patch grid the method works on: bigger grids are average-pooled to
+        fit (features and attention, aspect ratio kept) before the method runs, which
+        bounds its memory; labels still come back at full resolution. ``None`` never
+        pools.
     random_state : int, RandomState or None, default=None
         Seeds the prototypes, the weights and the mini-batch order; on CPU the same
         seed gives the same model and labels.
@@ -159,14 +163,15 @@ class ACSegSegmenter(BaseSegmenter):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "device": [str],
         "verbose": ["verbose"],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_prototypes=5, *, n_layers=6, n_heads=6, ffn_dim=1024,
                  normalize="center_l2", n_iter=2500, batch_size=32, learning_rate=1e-4,
-                 weight_decay=0.01, device="auto", verbose=0, random_state=None,
-                 n_jobs=None):
+                 weight_decay=0.01, device="auto", verbose=0, max_patches=4096,
+                 random_state=None, n_jobs=None):
         self.n_prototypes = n_prototypes
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -178,6 +183,7 @@ class ACSegSegmenter(BaseSegmenter):
         self.weight_decay = weight_decay
         self.device = device
         self.verbose = verbose
+        self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -279,7 +285,7 @@ class ACSegSegmenter(BaseSegmenter):
         import torch
 
         check_is_fitted(self)
-        features = check_features(X)
+        features = self._check_input(X)
         out = [None] * len(features)
         order = sorted(range(len(features)), key=lambda i: features[i].n_patches)
         with torch.no_grad():
@@ -298,7 +304,7 @@ class ACSegSegmenter(BaseSegmenter):
         concepts are then upsampled bilinearly to each image before the argmax.
         """
         check_is_fitted(self)
-        features = check_features(X)
+        features = self._check_input(X)
         if all(pf.features.shape[-1] == self.n_features_in_ for pf in features):
             # else the base raises its error about the feature dimension
             features = [replace(pf, extra={**pf.extra, _SIMILARITIES: S})

@@ -117,6 +117,11 @@ class CLASPSegmenter(BaseSegmenter):
     device : {"auto", "cpu", "cuda"} or str, default="cpu"
         Where the Gram eigendecomposition runs (float64 either way); ``"auto"``
         picks CUDA when available. k-means and silhouettes run on the CPU.
+    max_patches : int or None, default=4096
+        Largest patch grid the method works on: bigger grids are average-pooled to
+        fit (features and attention, aspect ratio kept) before the method runs, which
+        bounds its memory; labels still come back at full resolution. ``None`` never
+        pools.
     random_state : int, RandomState or None, default=None
         Seeds k-means; the same seed gives the same labels.
     n_jobs : int, optional
@@ -158,13 +163,14 @@ class CLASPSegmenter(BaseSegmenter):
         "crf": ["boolean"],
         "crf_params": [dict, None],
         "device": [str],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_segments=None, *, beta=0.5, max_segments=20, spectrum="affinity",
                  silhouette="cosine", normalize="l2", n_init=10, crf=False, crf_params=None,
-                 device="cpu", random_state=None, n_jobs=None):
+                 device="cpu", max_patches=4096, random_state=None, n_jobs=None):
         self.n_segments = n_segments
         self.beta = beta
         self.max_segments = max_segments
@@ -175,6 +181,7 @@ class CLASPSegmenter(BaseSegmenter):
         self.crf = crf
         self.crf_params = crf_params
         self.device = device
+        self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
 

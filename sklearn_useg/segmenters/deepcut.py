@@ -160,6 +160,11 @@ class DeepCutSegmenter(BaseSegmenter):
         image); the library's stand-in for the reference's bilateral solver.
     crf_params : dict or None, default=None
         Overrides of :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
+    max_patches : int or None, default=4096
+        Largest patch grid the method works on: bigger grids are average-pooled to
+        fit (features and attention, aspect ratio kept) before the method runs, which
+        bounds its memory; labels still come back at full resolution. ``None`` never
+        pools.
     random_state : int, RandomState or None, default=None
         Seeds every GNN's initial weights and dropout (fresh weights per image, from the
         seed of :meth:`predict`); the same seed gives the same labels.
@@ -232,14 +237,15 @@ class DeepCutSegmenter(BaseSegmenter):
         "n_clusters_bg": [Interval(Integral, 1, None, closed="left")],
         "crf": ["boolean"],
         "crf_params": [dict, None],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_clusters=2, *, loss="ncut", alpha=3.0, normalize="center",
                  n_epochs=None, learning_rate=1e-3, two_stage=False, n_clusters_fg=None,
-                 n_clusters_bg=1, crf=False, crf_params=None, random_state=None,
-                 n_jobs=None):
+                 n_clusters_bg=1, crf=False, crf_params=None, max_patches=4096,
+                 random_state=None, n_jobs=None):
         self.n_clusters = n_clusters
         self.loss = loss
         self.alpha = alpha
@@ -251,6 +257,7 @@ class DeepCutSegmenter(BaseSegmenter):
         self.n_clusters_bg = n_clusters_bg
         self.crf = crf
         self.crf_params = crf_params
+        self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
 

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..features import _resolve_device
 from ..graph import NORMALIZATIONS, grid_edges, normalize_features
-from ._base import BaseSegmenter, SegmentResult
+from ._base import BaseSegmenter, SegmentResult, pool_patches
 
 _EPS = 1e-10
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB -> grey (ITU-R BT.601)
@@ -39,13 +39,13 @@ def downsample_image(image, grid_shape):
     ndarray of shape (h, w, 3), float32
         Colours in ``[0, 1]``.
     """
-    import torch
-    import torch.nn.functional as F
+    from PIL import Image
 
-    t = torch.as_tensor(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    out = F.interpolate(t, size=tuple(grid_shape), mode="bilinear", align_corners=False,
-                        antialias=True)
-    return out[0].permute(1, 2, 0).numpy()
+    # PIL filters uint8 directly: no float copy of a large image is ever made
+    h, w = grid_shape
+    small = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize(
+        (w, h), Image.BILINEAR)
+    return np.asarray(small, dtype=np.float32) / 255.0
 
 
 def _neighbourhood_sum(U):
@@ -308,6 +308,11 @@ class IL2VSegmenter(BaseSegmenter):
     device : str, default="auto"
         Torch device of the training; ``"auto"`` picks CUDA when available.
         Prediction runs on the CPU (a small head plus the NumPy FCM per image).
+    max_patches : int or None, default=4096
+        Largest patch grid the method works on: bigger grids are average-pooled to
+        fit (features and attention, aspect ratio kept) before the method runs, which
+        bounds its memory; labels still come back at full resolution. ``None`` never
+        pools.
     random_state : int, RandomState or None, default=None
     n_jobs : int, optional
         Images processed in parallel at prediction (joblib).
@@ -370,6 +375,7 @@ class IL2VSegmenter(BaseSegmenter):
         "crf": ["boolean"],
         "crf_params": [dict, None],
         "device": [str],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
@@ -380,7 +386,8 @@ class IL2VSegmenter(BaseSegmenter):
                  temperature=0.1, max_iter=300, batch_size=8, n_samples=256,
                  learning_rate=1e-4, centre_learning_rate=5e-4, ema_decay=0.998,
                  feature_extractor=None, n_augmentations=1, normalize="center_l2",
-                 crf=False, crf_params=None, device="auto", random_state=None, n_jobs=None):
+                 crf=False, crf_params=None, device="auto", max_patches=4096,
+                 random_state=None, n_jobs=None):
         self.n_classes = n_classes
         self.dim = dim
         self.alpha = alpha
@@ -406,6 +413,7 @@ class IL2VSegmenter(BaseSegmenter):
         self.crf = crf
         self.crf_params = crf_params
         self.device = device
+        self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -419,11 +427,13 @@ class IL2VSegmenter(BaseSegmenter):
         if pf.image is None:
             return None
         colors = downsample_image(pf.image, pf.grid_shape)
-        U, _, objective = spatial_fcm(colors, self.n_classes, m=self.fuzzifier,
+        flat = colors.reshape(-1, 3)
+        k = min(self.n_classes, len(flat))  # FCM needs a pixel per cluster; the rest get 0
+        U, _, objective = spatial_fcm(colors, k, m=self.fuzzifier,
                                       max_iter=self.fcm_max_iter, tol=self.fcm_tol,
                                       random_state=random_state)
-        flat = colors.reshape(-1, 3)
-        P = U.reshape(self.n_classes, -1).T
+        P = np.zeros((len(flat), self.n_classes), dtype=U.dtype)
+        P[:, :k] = U.reshape(k, -1).T
         return color_affinity_propagation(flat, P, self.color_sigma), flat, len(objective)
 
     def _build_head(self, d):
@@ -442,6 +452,11 @@ class IL2VSegmenter(BaseSegmenter):
         seed = int(random_state.randint(2**31 - 1))
         gen = torch.Generator().manual_seed(seed)
         K, tau, alpha = self.n_classes, self.temperature, self.alpha
+        n_patches = sum(pf.n_patches for pf in features)
+        if n_patches < K:
+            raise ValueError(f"X has {n_patches} patches in all, fewer than n_classes={K}: "
+                             f"the class centres are seeded on training patches; fit on more or "
+                             f"larger images, or lower n_classes.")
 
         def as_tensor(a):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
@@ -544,7 +559,8 @@ class IL2VSegmenter(BaseSegmenter):
                              "PatchFeatures from DinoFeatures(keep_image=True)." % missing[0])
         images = [photometric_augment(pf.image, random_state)
                   for pf in features for _ in range(self.n_augmentations)]
-        out = self.feature_extractor.transform(images)
+        out = [pool_patches(v, self.max_patches)
+               for v in self.feature_extractor.transform(images)]
         views = []
         for i, pf in enumerate(features):
             vs = out[i * self.n_augmentations:(i + 1) * self.n_augmentations]

@@ -21,6 +21,11 @@ class KMeansSegmenter(BaseSegmenter):
         Feature normalisation before clustering.
     n_init : int, default=3
         k-means restarts.
+    max_patches : int or None, default=4096
+        Largest patch grid the method works on: bigger grids are average-pooled to
+        fit (features and attention, aspect ratio kept) before the method runs, which
+        bounds its memory; labels still come back at full resolution. ``None`` never
+        pools.
     random_state : int, RandomState or None, default=None
         Seeds k-means; the same seed gives the same labels.
     n_jobs : int, optional
@@ -42,15 +47,17 @@ class KMeansSegmenter(BaseSegmenter):
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "normalize": [StrOptions(set(NORMALIZATIONS))],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, n_clusters=5, *, normalize="l2", n_init=3, random_state=None,
-                 n_jobs=None):
+    def __init__(self, n_clusters=5, *, normalize="l2", n_init=3, max_patches=4096,
+                 random_state=None, n_jobs=None):
         self.n_clusters = n_clusters
         self.normalize = normalize
         self.n_init = n_init
+        self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
 

@@ -7,7 +7,6 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_features
 from ..graph import contract_edges, grid_edges, normalize_features, quotient_edges
 from ._base import BaseSegmenter, SegmentResult
 
@@ -281,6 +280,11 @@ class OAPSegmenter(BaseSegmenter):
         node's size and becomes an argmax for large nodes.
     device : str, default="cpu"
         Where the dense maths runs (``"cpu"``, ``"cuda"``, ``"auto"``).
+    max_patches : int or None, default=4096
+        Largest patch grid the method works on: bigger grids are average-pooled to
+        fit (features and attention, aspect ratio kept) before the method runs, which
+        bounds its memory; labels still come back at full resolution. ``None`` never
+        pools.
     n_jobs : int, optional
         Images processed in parallel (joblib).
 
@@ -332,12 +336,14 @@ class OAPSegmenter(BaseSegmenter):
         "normalize": [StrOptions({"center_l2", "l2"})],
         "mean_pooling": ["boolean"],
         "device": [str],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
                  spatial_weight=0.4, sigma=0.07, min_size=5, level="semantic", layer=-1,
-                 normalize="center_l2", mean_pooling=True, device="cpu", n_jobs=None):
+                 normalize="center_l2", mean_pooling=True, device="cpu", max_patches=4096,
+                 n_jobs=None):
         self.thresholds = thresholds
         self.feature_weight = feature_weight
         self.spatial_weight = spatial_weight
@@ -348,6 +354,7 @@ class OAPSegmenter(BaseSegmenter):
         self.normalize = normalize
         self.mean_pooling = mean_pooling
         self.device = device
+        self.max_patches = max_patches
         self.n_jobs = n_jobs
 
     def _check_params(self):
@@ -411,12 +418,13 @@ class OAPSegmenter(BaseSegmenter):
             maps that :meth:`predict` returns (masks below ``min_size`` given to the
             most similar reported mask, an adjacent one for instances) are under
             ``"instance_reported"`` and ``"semantic_reported"``. All maps are on the
-            patch grid: upsample with :func:`sklearn_useg.refine.upsample_labels`.
+            patch grid (pooled to ``max_patches``): upsample with
+            :func:`sklearn_useg.refine.upsample_labels`.
         """
         from joblib import Parallel, delayed
 
         check_is_fitted(self)
         thresholds, device = self._check_params()
-        features = check_features(X)
+        features = self._check_input(X)
         return Parallel(n_jobs=self.n_jobs)(
             delayed(self._hierarchy)(pf, thresholds, device) for pf in features)
