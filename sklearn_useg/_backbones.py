@@ -160,7 +160,9 @@ def load_backbone(name, source):
     if source == "hub":
         model = timm.create_model(spec.hub_name, pretrained=True, **kwargs)
     else:
-        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights (source None) are the same in every process
+            model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
         if source is not None:
             state = checkpoint_filter_fn(_load_state_dict(source), model)
             missing, unexpected = model.load_state_dict(state, strict=False)

@@ -186,7 +186,7 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         A checkpoint file (``.safetensors``/``.pth``, timm or FAIR layout; float16
         files are computed in float32); ``"auto"`` looks for a file named after the
         backbone in ``$SKLEARN_USEG_WEIGHTS``, then the timm hub; ``None`` gives
-        random weights.
+        random weights (seeded: the same in every process).
     facet : {"token", "key", "query", "value"}, default="token"
         ``token`` is the block output (after the final LayerNorm, as timm's
         ``forward_features``); the others come from the block's ``qkv`` projection.

@@ -69,3 +69,19 @@ def test_clone_is_unfitted_with_equal_params(name, images):
         assert repr(copy.get_params()) == repr(estimator.get_params())
         with pytest.raises(NotFittedError):
             copy.predict(images)
+
+
+def test_dino_features_round_trips_and_clone():
+    from sklearn_useg import DinoFeatures
+
+    image = np.random.RandomState(0).randint(0, 256, (40, 56, 3), np.uint8)
+    extractor = DinoFeatures(backbone="test_vit", weights=None, device="cpu").fit()
+    expected = extractor.transform([image])[0].features
+    buffer = io.BytesIO()
+    joblib.dump(extractor, buffer)
+    buffer.seek(0)
+    for copy in (pickle.loads(pickle.dumps(extractor)), joblib.load(buffer)):
+        np.testing.assert_array_equal(copy.transform([image])[0].features, expected)
+    copy = clone(extractor)
+    assert repr(copy.get_params()) == repr(extractor.get_params())
+    assert not hasattr(copy, "patch_size_")

@@ -231,3 +231,19 @@ def test_real_key_statistics_match_the_design_notes(bsds_small_features):
     centred = cosine_affinity(normalize_features(flat, "center"))
     assert np.median(raw) > 0.8 and (raw < 0).mean() < 0.01
     assert (centred < 0).mean() > 0.3
+
+
+def test_random_weights_are_the_same_in_every_process():
+    # weights=None must not depend on the process's torch seed: joblib/dask workers and
+    # a pickled pipeline reloaded elsewhere all see the same random backbone
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch; torch.manual_seed({seed}); "
+            "from sklearn_useg import DinoFeatures; "
+            "image = np.random.RandomState(0).randint(0, 256, (32, 48, 3), np.uint8); "
+            "f = DinoFeatures(backbone='test_vit', weights=None, device='cpu')"
+            ".transform([image])[0].features; print(repr(float(f.sum())))")
+    sums = {subprocess.run([sys.executable, "-c", code.format(seed=seed)], check=True,
+                           capture_output=True, text=True).stdout.strip() for seed in (1, 2)}
+    assert len(sums) == 1, sums
