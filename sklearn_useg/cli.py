@@ -1,4 +1,5 @@
-"""Command line: ``sklearn-useg segment IMAGES... --out DIR`` and ``sklearn-useg benchmark``."""
+"""Command line: ``sklearn-useg segment IMAGES... --out DIR``, ``sklearn-useg samples DIR``
+and ``sklearn-useg benchmark``."""
 
 import argparse
 import ast
@@ -68,6 +69,21 @@ def segment(args):
     return 0
 
 
+def samples(args):
+    """Write scikit-image's bundled sample photos as PNGs; return the exit status."""
+    from PIL import Image
+
+    from .datasets import load_sample_images
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_sample_images()
+    for name, image in zip(data.filenames, data.images):
+        Image.fromarray(image).save(out / f"{name}.png")
+        print(out / f"{name}.png")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``sklearn-useg`` console script."""
     parser = argparse.ArgumentParser(prog="sklearn-useg", description=__doc__)
@@ -85,6 +101,9 @@ def main(argv=None):
     seg.add_argument("--facet", default="token", choices=["token", "key", "query", "value"])
     seg.add_argument("--device", default="auto")
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
+    smp = sub.add_parser("samples", help="write a few sample photos (bundled with "
+                                         "scikit-image, public domain) to try the CLI on")
+    smp.add_argument("out", help="output folder")
     sub.add_parser("benchmark", add_help=False,
                    help="quality benchmark of every method (see 'benchmark --help')")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -93,7 +112,7 @@ def main(argv=None):
 
         return benchmark(argv[1:], prog="sklearn-useg benchmark")
     args = parser.parse_args(argv)
-    return segment(args)
+    return samples(args) if args.command == "samples" else segment(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ __all__ = [
     "load_bsds500",
     "load_weizmann_horse",
     "load_camvid",
+    "load_sample_images",
     "make_segmentation_blobs",
     "make_color_blobs",
     "CAMVID_CLASS_NAMES",
@@ -218,6 +219,45 @@ def _dataset_dir(data_home, *parts):
 # --------------------------------------------------------------------------- #
 # Real datasets
 # --------------------------------------------------------------------------- #
+#: Photos shipped inside scikit-image (no download), usable without any dataset.
+SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def load_sample_images(names=SAMPLE_IMAGES):
+    """Load a few public-domain photos bundled with scikit-image (no download).
+
+    Parameters
+    ----------
+    names : sequence of str, default=("astronaut", "chelsea", "coffee", "rocket")
+        Names of colour images in :mod:`skimage.data` (NASA's astronaut, Stéfan van
+        der Walt's cat Chelsea, Rachel Michetti's coffee cup, a SpaceX rocket; all
+        public domain or CC0).
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``images`` : list of ``(H, W, 3)`` uint8 arrays.
+        ``filenames`` : list of str, the names.
+        ``DESCR`` : str, a short description.
+
+    Raises
+    ------
+    ValueError
+        If a name is not one of :data:`SAMPLE_IMAGES`.
+    """
+    import skimage.data
+
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [name for name in names if name not in SAMPLE_IMAGES]
+    if unknown or not names:
+        raise ValueError(f"names must be a non-empty subset of {SAMPLE_IMAGES}, got "
+                         f"{names!r}.")
+    images = [np.ascontiguousarray(getattr(skimage.data, name)()) for name in names]
+    descr = ("Sample photos bundled with scikit-image (public domain / CC0), for trying "
+             "the methods without a dataset.")
+    return Bunch(images=images, filenames=names, DESCR=descr)
+
+
 def load_bsds500(split="val", *, data_home=None, n_images=None):
     """Load the Berkeley Segmentation Dataset (BSDS500) with all human segmentations.
 

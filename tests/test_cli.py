@@ -26,3 +26,17 @@ def test_segment_writes_pngs_and_lists_failures(tmp_path, capsys):
 def test_unknown_method(tmp_path, capsys):
     assert main(["segment", "x.png", "--out", str(tmp_path), "--method", "nope"]) == 2
     assert "unknown --method" in capsys.readouterr().err
+
+
+def test_samples_then_segment_them(tmp_path):
+    from sklearn_useg.datasets import SAMPLE_IMAGES, load_sample_images
+
+    assert main(["samples", str(tmp_path / "samples")]) == 0
+    paths = sorted((tmp_path / "samples").glob("*.png"))
+    assert [p.stem for p in paths] == sorted(SAMPLE_IMAGES)
+    first = load_sample_images(["astronaut"]).images[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[0])), first)
+    assert main(["segment", str(paths[0]), "--out", str(tmp_path / "out"), "--backbone",
+                 "test_vit", "--weights", "none", "--no-progress"]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "astronaut_labels.png")).shape == \
+        first.shape[:2]

@@ -297,3 +297,15 @@ def test_load_camvid_real(split):
         vals = set(np.unique(m).tolist())
         assert vals <= set(range(11)) | {255}
         assert 11 not in vals
+
+
+def test_load_sample_images():
+    from sklearn_useg.datasets import load_sample_images
+
+    data = load_sample_images()
+    assert data.filenames == ["astronaut", "chelsea", "coffee", "rocket"]
+    assert all(img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+               for img in data.images)
+    assert load_sample_images("coffee").images[0].shape == (400, 600, 3)
+    with pytest.raises(ValueError, match="names must be a non-empty subset"):
+        load_sample_images(["lena"])
