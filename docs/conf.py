@@ -23,6 +23,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "myst_parser",  # docs/benchmarks.md, written by the quality benchmark
 ]
 
 templates_path = ["_templates"]

@@ -150,7 +150,7 @@ def format_table(task, rows, n_test, n_train):
     """A Markdown table of one task's rows."""
     metrics = list(rows[0][1]) if rows else []
     size = f"{n_test} images" + (f", {n_train} train images" if n_train else "")
-    lines = [f"### {TITLES[task]}", "", f"{size}.", "",
+    lines = [f"## {TITLES[task]}", "", f"{size}.", "",
              "| method | " + " | ".join(metrics) + " | s/image (fit + predict, CPU) |",
              "| --- |" + " ---: |" * (len(metrics) + 1)]
     for name, scores, seconds in rows:
@@ -199,7 +199,7 @@ def main(argv=None, prog="benchmarks/quality.py"):
     size = "native size" if args.resize is None else f"short side {args.resize}"
     training = ("" if args.max_train_iters is None else
                 f" (ACSeg / IL2VSeg training capped at {args.max_train_iters} iterations)")
-    header = ["## Quality benchmark", "", f"`{command.strip()}`", "",
+    header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
               f"Backbone `{args.backbone}`, token facet, {size}, CPU; every method with "
               f"its defaults{training}. Baselines: k-means (k=5), felzenszwalb "
               f"{FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and spectral = spectral "
