@@ -3,12 +3,12 @@
     python benchmarks/scale.py --n-images 20 --repeats 3
 
 Features (BSDS500 val, DINOv2 ViT-S/14 tokens, native size) are computed once and
-cached; what is timed is ``segmenter.predict`` over all images, the per-image work that
-joblib distributes, after one untimed run (worker start-up and imports are paid once
-per process, not per call). The dask column runs the same code under
-``joblib.parallel_backend("dask")`` on a ``LocalCluster`` of 2 single-threaded worker
-processes on this machine. Prints a Markdown table of median images/s and the speed-up
-over n_jobs = 1.
+cached; what is timed is ``segmenter.predict`` over all images, the per-image work
+that joblib distributes, after one untimed round (worker start-up and imports are paid
+once per process, not per call). The configurations take turns within each repeat.
+The dask column runs the same code under ``joblib.parallel_backend("dask")`` on a
+``LocalCluster`` of 2 single-threaded worker processes on this machine. Prints a
+Markdown table of median images/s and the speed-up over n_jobs = 1.
 """
 
 import argparse
@@ -24,20 +24,28 @@ from sklearn_useg import CLASPSegmenter, DeepCutSegmenter, DinoFeatures, OAPSegm
 from sklearn_useg.datasets import load_bsds500
 
 
-def _images_per_second(segmenter, features, repeats, backend=None):
-    """Median images/s of ``predict`` over ``repeats`` timed runs, after one untimed
-    run that starts the workers and their imports (torch, torch_geometric)."""
-    rates = []
+def _predict(segmenter, features, backend=None):
+    if backend is None:
+        return segmenter.predict(features)
+    with parallel_backend(backend):
+        return segmenter.predict(features)
+
+
+def _interleaved_rates(configurations, features, repeats):
+    """Median images/s of ``predict`` per configuration ``{name: (segmenter, backend)}``.
+
+    The configurations take turns within each repeat, so a slower spell of a shared
+    machine hits all of them alike; a first, untimed round starts the workers and their
+    imports (torch, torch_geometric).
+    """
+    times = {name: [] for name in configurations}
     for repeat in range(repeats + 1):
-        start = time.perf_counter()
-        if backend is None:
-            segmenter.predict(features)
-        else:
-            with parallel_backend(backend):
-                segmenter.predict(features)
-        if repeat:
-            rates.append(len(features) / (time.perf_counter() - start))
-    return float(np.median(rates))
+        for name, (segmenter, backend) in configurations.items():
+            start = time.perf_counter()
+            _predict(segmenter, features, backend)
+            if repeat:
+                times[name].append(time.perf_counter() - start)
+    return {name: len(features) / float(np.median(t)) for name, t in times.items()}
 
 
 def main():
@@ -69,13 +77,15 @@ def main():
     print("| --- | --- | --- | --- | --- | --- |")
     with threadpool_limits(limits=1):  # one BLAS thread per image; parallelism is joblib's
         for name, make in methods.items():
-            serial = _images_per_second(make(1).fit(features), features, args.repeats)
-            two = _images_per_second(make(2).fit(features), features, args.repeats)
-            row = f"| {name} | {serial:.2f} | {two:.2f} | {two / serial:.2f}x |"
+            configurations = {"1": (make(1).fit(features), None),
+                              "2": (make(2).fit(features), None)}
             if client is not None:
-                dask = _images_per_second(make(None).fit(features), features, args.repeats,
-                                          backend="dask")
-                row += f" {dask:.2f} | {dask / serial:.2f}x |"
+                configurations["dask"] = (make(None).fit(features), "dask")
+            rates = _interleaved_rates(configurations, features, args.repeats)
+            row = (f"| {name} | {rates['1']:.2f} | {rates['2']:.2f} | "
+                   f"{rates['2'] / rates['1']:.2f}x |")
+            if client is not None:
+                row += f" {rates['dask']:.2f} | {rates['dask'] / rates['1']:.2f}x |"
             else:
                 row += " - | - |"
             print(row, flush=True)
