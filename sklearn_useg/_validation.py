@@ -1,9 +1,14 @@
 """Turning user input into images and patch features, with clear errors."""
 
+import operator
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
+
+#: Largest feature magnitude accepted: squared distances of larger values overflow float32.
+MAX_FEATURE_MAGNITUDE = 1e15
 
 
 def _as_list(X, name, what):
@@ -16,9 +21,10 @@ def _as_list(X, name, what):
     if isinstance(X, np.ndarray):
         if X.ndim == 4:
             return list(X)
+        hint = f"; wrap it in a list: [{name}]" if X.ndim in (2, 3) else ""
         raise TypeError(
             f"{name} must be a list of {what} (or a 4-D array stacking them), got a "
-            f"single {X.ndim}-D array of shape {X.shape}; wrap it in a list: [{name}]."
+            f"single {X.ndim}-D array of shape {X.shape}{hint}."
         )
     if not isinstance(X, Iterable):
         raise TypeError(f"{name} must be a list of {what}, got {type(X).__name__}.")
@@ -32,6 +38,8 @@ def _read_image(path, name, index):
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name}[{index}]: expected an image file, got the folder {path!r}.")
     if not os.path.isfile(path):
         raise ValueError(f"{name}[{index}]: no such image file {path!r}.")
     try:
@@ -65,14 +73,14 @@ def check_image(image, *, name="X", index=0):
     if isinstance(image, (str, os.PathLike)):
         image = _read_image(image, name, index)
     if not isinstance(image, np.ndarray):
+        given = type(image).__name__
         try:
             image = np.asarray(image)
         except Exception as exc:  # noqa: BLE001 - report any conversion failure
             raise TypeError(f"{where}: expected an image array or a path, got "
-                            f"{type(image).__name__}.") from exc
+                            f"{given}.") from exc
         if image.dtype == object:
-            raise TypeError(f"{where}: expected an image array or a path, got "
-                            f"{type(image).__name__}.")
+            raise TypeError(f"{where}: expected an image array or a path, got {given}.")
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
@@ -146,10 +154,14 @@ def check_feature_grid(features, *, name="X", index=0):
 
     Returns
     -------
-    ndarray of shape (h, w, d), dtype float32
+    ndarray of shape (h, w, d), dtype float32, C-contiguous
     """
     where = f"{name}[{index}]"
-    arr = np.asarray(features)
+    try:
+        arr = np.asarray(features)
+    except ValueError as exc:  # ragged nested sequences
+        raise TypeError(f"{where}: expected a numeric (h, w, d) feature array, got a "
+                        f"{type(features).__name__} that is not one ({exc}).") from exc
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
                                    or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{where}: expected a numeric (h, w, d) feature array, got "
@@ -157,10 +169,49 @@ def check_feature_grid(features, *, name="X", index=0):
     if arr.ndim != 3 or min(arr.shape) == 0:
         raise ValueError(f"{where}: expected features of shape (h, w, d) with h, w, d >= 1,"
                          f" got shape {arr.shape}.")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: features contain NaN or inf.")
-    return arr
+    n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if n_bad:
+        raise ValueError(f"{where}: features must be finite, got {n_bad} NaN or inf "
+                         f"value(s).")
+    # checked before the float32 cast, which would turn such values into inf
+    largest = max(abs(float(arr.min())), abs(float(arr.max())))
+    if largest > MAX_FEATURE_MAGNITUDE:
+        raise ValueError(f"{where}: feature values must lie within +-{MAX_FEATURE_MAGNITUDE:g}"
+                         f" (larger ones overflow float32 distances), got magnitude "
+                         f"{largest:.3g}; rescale the features.")
+    # C order: results must not depend on the memory layout of the input
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_patch_features(pf, name, index):
+    """Validate the fields of one ``PatchFeatures``; return a copy with a float32 grid."""
+    where = f"{name}[{index}]"
+    grid = check_feature_grid(pf.features, name=name, index=index)
+    try:
+        H, W = (operator.index(side) for side in pf.image_shape)
+        valid = H >= 1 and W >= 1
+    except (TypeError, ValueError):  # not a pair of integers
+        valid = False
+    if not valid:
+        raise ValueError(f"{where}.image_shape must be a pair of positive ints (H, W), got "
+                         f"{pf.image_shape!r}.")
+    image = pf.image
+    if image is not None and (not isinstance(image, np.ndarray) or image.dtype != np.uint8
+                              or image.shape != (H, W, 3)):
+        got = (f"shape {image.shape}, dtype {image.dtype}" if isinstance(image, np.ndarray)
+               else type(image).__name__)
+        raise ValueError(f"{where}.image must be an (H, W, 3) uint8 array with (H, W) = "
+                         f"image_shape {(H, W)}, got {got}.")
+    attention = pf.attention
+    if attention is not None:
+        attention = np.asarray(attention)
+        if (attention.ndim != 3 or attention.shape[1:] != grid.shape[:2]
+                or not np.issubdtype(attention.dtype, np.floating)
+                or not np.all(np.isfinite(attention))):
+            raise ValueError(f"{where}.attention must be finite floats of shape (heads, "
+                             f"{grid.shape[0]}, {grid.shape[1]}), got shape "
+                             f"{attention.shape}, dtype {attention.dtype}.")
+    return replace(pf, features=grid, image_shape=(H, W), attention=attention)
 
 
 def check_features(X, *, name="X"):
@@ -172,13 +223,16 @@ def check_features(X, *, name="X"):
     Parameters
     ----------
     X : list of PatchFeatures or array-like of shape (h, w, d)
-        Per-image features. A 4-D array is read as a stack of grids.
+        Per-image features, all with the same ``d``. A 4-D array is read as a stack
+        of grids.
     name : str
         Argument name used in error messages.
 
     Returns
     -------
     list of PatchFeatures
+        Validated copies (float32 grids; ``image_shape``, ``image`` and ``attention``
+        checked against each other).
     """
     from .features import PatchFeatures
 
@@ -186,9 +240,12 @@ def check_features(X, *, name="X"):
     out = []
     for i, item in enumerate(items):
         if isinstance(item, PatchFeatures):
-            check_feature_grid(item.features, name=name, index=i)
-            out.append(item)
+            out.append(_check_patch_features(item, name, i))
         else:
             grid = check_feature_grid(item, name=name, index=i)
             out.append(PatchFeatures(features=grid, image_shape=grid.shape[:2]))
+        d, d_first = out[-1].features.shape[-1], out[0].features.shape[-1]
+        if d != d_first:
+            raise ValueError(f"{name}[{i}] has {d} features per patch, but {name}[0] has "
+                             f"{d_first}: every grid needs the same feature dimension.")
     return out

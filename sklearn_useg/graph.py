@@ -37,7 +37,9 @@ def normalize_features(features, method):
     X = np.asarray(features, dtype=np.float32)
     if method in ("center", "center_l2"):
         flat = X.reshape(-1, X.shape[-1])
-        X = X - flat.mean(axis=0)
+        # a float64 mean is exact for identical rows: they centre to exact zeros, not
+        # to round-off that the L2 normalisation would blow up into a direction
+        X = X - flat.mean(axis=0, dtype=np.float64).astype(np.float32)
     if method in ("l2", "center_l2"):
         X = l2_normalize(X)
     return X

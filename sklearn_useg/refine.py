@@ -118,7 +118,8 @@ def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_g
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     crf.addPairwiseGaussian(sxy=sxy_gaussian, compat=compat_gaussian)
     crf.addPairwiseBilateral(sxy=sxy_bilateral, srgb=srgb,
-                             rgbim=np.ascontiguousarray(image, dtype=np.uint8),
+                             # pydensecrf's typed memoryview refuses read-only buffers
+                             rgbim=np.require(image, np.uint8, ["C", "W"]),
                              compat=compat_bilateral)
     q = np.asarray(crf.inference(n_iter)).reshape(n_labels, H, W)
     out = q.argmax(axis=0)

@@ -244,4 +244,5 @@ class SemanticLabeler(BaseEstimator):
 
     def fit_predict(self, X, y=None):
         """Fit on ``X``, then label the same images (see :meth:`predict`)."""
+        X = check_features(X)  # read once: a generator feeds both fit and predict
         return self.fit(X, y).predict(X)

@@ -174,6 +174,7 @@ class BaseSegmenter(BaseEstimator):
 
     def fit_predict(self, X, y=None, **predict_params):
         """Fit, then segment the same images (see :meth:`predict`)."""
+        X = check_features(X)  # read once: a generator feeds both fit and predict
         return self.fit(X, y).predict(X, **predict_params)
 
     def _predict_one(self, pf, seed):

@@ -455,8 +455,8 @@ class IL2VSegmenter(BaseSegmenter):
         n_patches = sum(pf.n_patches for pf in features)
         if n_patches < K:
             raise ValueError(f"X has {n_patches} patches in all, fewer than n_classes={K}: "
-                             f"the class centres are seeded on training patches; fit on more or "
-                             f"larger images, or lower n_classes.")
+                             f"the class centres are seeded on training patches; fit on "
+                             f"more or larger images, or lower n_classes.")
 
         def as_tensor(a):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)

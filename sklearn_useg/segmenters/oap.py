@@ -377,6 +377,8 @@ class OAPSegmenter(BaseSegmenter):
 
     def _hierarchy(self, pf, thresholds, device, semantic_layers=None):
         F = normalize_features(pf.features, self.normalize)
+        if not F.any():  # all patches alike (centring left no direction): one shared feature
+            F = np.full_like(F, 1.0 / np.sqrt(F.shape[-1]))
         layers = oap_hierarchy(F, thresholds, feature_weight=self.feature_weight,
                                spatial_weight=self.spatial_weight, sigma=self.sigma,
                                mean_pooling=self.mean_pooling,
