@@ -17,6 +17,29 @@ except ImportError:  # pragma: no cover - hypothesis is in the test extra
     pass
 
 
+def _cheap_segmenters():
+    from sklearn_useg import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter,
+                              IL2VSegmenter, KMeansSegmenter, OAPSegmenter, SemanticLabeler)
+
+    return {
+        "kmeans": lambda: KMeansSegmenter(3, n_init=1, random_state=0),
+        "clasp": lambda: CLASPSegmenter(max_segments=4, n_init=1, random_state=0),
+        "oap": lambda: OAPSegmenter(thresholds=(0.8, 0.5), min_size=2),
+        "deepcut": lambda: DeepCutSegmenter(n_clusters=3, n_epochs=3, random_state=0),
+        "acseg": lambda: ACSegSegmenter(3, n_layers=1, n_heads=1, ffn_dim=8, n_iter=2,
+                                        batch_size=2, device="cpu", random_state=0),
+        "il2vseg": lambda: IL2VSegmenter(3, dim=4, max_iter=2, batch_size=2, n_samples=8,
+                                         fcm_max_iter=5, device="cpu", random_state=0),
+        "semantic": lambda: SemanticLabeler(KMeansSegmenter(2, n_init=1), n_classes=2,
+                                            n_init=1, random_state=0),
+    }
+
+
+#: Factories of every segmenter with tiny, seeded settings (each call runs in
+#: milliseconds); the one table the estimator-wide test files share.
+CHEAP_SEGMENTERS = _cheap_segmenters()
+
+
 def _weights_file():
     folder = os.environ.get("SKLEARN_USEG_WEIGHTS")
     if not folder:

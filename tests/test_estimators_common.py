@@ -10,22 +10,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from sklearn_useg import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
-                          KMeansSegmenter, OAPSegmenter, SemanticLabeler)
+from conftest import CHEAP_SEGMENTERS
 from sklearn_useg.datasets import make_segmentation_blobs
 
-ESTIMATORS = {
-    "kmeans": lambda: KMeansSegmenter(3, random_state=0),
-    "clasp": lambda: CLASPSegmenter(n_init=2, random_state=0),
-    "oap": lambda: OAPSegmenter(),
-    "deepcut": lambda: DeepCutSegmenter(n_clusters=3, n_epochs=5, random_state=0),
-    "acseg": lambda: ACSegSegmenter(3, n_layers=1, n_heads=2, ffn_dim=16, n_iter=3,
-                                    batch_size=2, device="cpu", random_state=0),
-    "il2vseg": lambda: IL2VSegmenter(4, dim=8, max_iter=3, batch_size=2, n_samples=32,
-                                     device="cpu", random_state=0),
-    "semantic": lambda: SemanticLabeler(KMeansSegmenter(3, random_state=0), n_classes=4,
-                                        random_state=0),
-}
+ESTIMATORS = CHEAP_SEGMENTERS
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import sklearn_useg
-from sklearn_useg import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, DinoFeatures,
-                          IL2VSegmenter, KMeansSegmenter, OAPSegmenter, PatchFeatures,
+from sklearn_useg import (DinoFeatures, KMeansSegmenter, OAPSegmenter, PatchFeatures,
                           SemanticLabeler)
+from conftest import CHEAP_SEGMENTERS
 from sklearn_useg._backbones import FACETS
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.graph import NORMALIZATIONS, normalize_features
@@ -37,18 +37,7 @@ HANG_SECONDS = 60  # a single tiny case taking longer counts as a hang
 LIBRARY = Path(sklearn_useg.__file__).parent
 CASES = Counter()  # (estimator, "result" or "error") -> cases tried
 
-SEGMENTERS = {  # tiny settings: every case runs in milliseconds
-    "kmeans": lambda: KMeansSegmenter(3, n_init=1, random_state=0),
-    "clasp": lambda: CLASPSegmenter(max_segments=4, n_init=1, random_state=0),
-    "oap": lambda: OAPSegmenter(thresholds=(0.8, 0.5), min_size=2),
-    "deepcut": lambda: DeepCutSegmenter(n_clusters=3, n_epochs=3, random_state=0),
-    "acseg": lambda: ACSegSegmenter(3, n_layers=1, n_heads=1, ffn_dim=8, n_iter=2,
-                                    batch_size=2, device="cpu", random_state=0),
-    "il2vseg": lambda: IL2VSegmenter(3, dim=4, max_iter=2, batch_size=2, n_samples=8,
-                                     fcm_max_iter=5, device="cpu", random_state=0),
-    "semantic": lambda: SemanticLabeler(KMeansSegmenter(2, n_init=1), n_classes=2, n_init=1,
-                                        random_state=0),
-}
+SEGMENTERS = CHEAP_SEGMENTERS  # tiny settings: every case runs in milliseconds
 DATASET_CLASSES = {"il2vseg": 3, "semantic": 2}  # labels are class ids below n_classes
 IMAGE_VARIANTS = {  # code paths that need the image or the attention maps
     "clasp": dict(crf=True),

@@ -11,8 +11,8 @@ only stores, repr, tags, ...) must pass, and each check that feeds a 2-D
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_useg import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, DinoFeatures,
-                          IL2VSegmenter, KMeansSegmenter, OAPSegmenter, SemanticLabeler)
+from conftest import CHEAP_SEGMENTERS
+from sklearn_useg import DeepCutSegmenter, DinoFeatures
 
 TABULAR = ("feeds a 2-D (n_samples, n_features) array; segmenters take a list of "
            "per-image (h, w, d) feature grids and refuse it with a TypeError")
@@ -49,18 +49,8 @@ DINO_FAILURES = {
         "check_n_features_in", "check_n_features_in_after_fitting"], STATELESS),
 }
 
-ESTIMATORS = [
-    KMeansSegmenter(3, random_state=0),
-    CLASPSegmenter(n_init=1, random_state=0),
-    OAPSegmenter(),
-    DeepCutSegmenter(3, n_epochs=5, random_state=0),
-    ACSegSegmenter(3, n_layers=1, n_heads=2, ffn_dim=16, n_iter=2, batch_size=1, device="cpu",
-                   random_state=0),
-    IL2VSegmenter(4, dim=8, max_iter=2, batch_size=1, n_samples=32, device="cpu",
-                  random_state=0),
-    SemanticLabeler(KMeansSegmenter(3, random_state=0), n_classes=4, random_state=0),
-    DinoFeatures(backbone="test_vit", weights=None, device="cpu"),
-]
+ESTIMATORS = [make() for make in CHEAP_SEGMENTERS.values()] + [
+    DinoFeatures(backbone="test_vit", weights=None, device="cpu")]
 
 
 def _claiming_tabular_input(estimator):
