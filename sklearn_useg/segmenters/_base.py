@@ -48,6 +48,18 @@ def pool_patches(pf, max_patches):
     return replace(pf, features=pool(pf.features), attention=attention)
 
 
+def map_images(func, features, n_jobs, *args):
+    """``[func(pf, *args) for pf in features]``, spread over ``n_jobs`` by joblib.
+
+    Runs under whatever joblib backend is active (loky processes by default, dask
+    inside ``joblib.parallel_backend("dask")``). Features travel pickled
+    (``max_nbytes=None``): joblib's default memmapping of arrays above 1 MB, the
+    size of one BSDS image's grid, costs as much as OAP's work on that image.
+    """
+    return Parallel(n_jobs=n_jobs, max_nbytes=None)(
+        delayed(func)(pf, *args) for pf in features)
+
+
 class SegmentResult:
     """What a method returns for one image: hard grid labels or soft grid scores.
 
@@ -165,8 +177,8 @@ class BaseSegmenter(BaseEstimator):
         if not (self._uses_image or getattr(self, "crf", False)):
             # what is not used is not shipped to the workers
             features = [replace(pf, image=None) for pf in features]
-        outputs = Parallel(n_jobs=getattr(self, "n_jobs", None))(
-            delayed(self._predict_one)(pf, seed) for pf in features)
+        outputs = map_images(self._predict_one, features, getattr(self, "n_jobs", None),
+                             seed)
         labels = [out[0] for out in outputs]
         if return_details:
             return labels, [out[1] for out in outputs]

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..graph import contract_edges, grid_edges, normalize_features, quotient_edges
-from ._base import BaseSegmenter, SegmentResult
+from ._base import BaseSegmenter, SegmentResult, map_images
 
 _CHUNK = 1 << 22  # most entries of an (rows x n) affinity block computed at once
 _ROWS = 1 << 24  # most entries of the stored (s x n) mean affinity rows
@@ -423,10 +423,7 @@ class OAPSegmenter(BaseSegmenter):
             patch grid (pooled to ``max_patches``): upsample with
             :func:`sklearn_useg.refine.upsample_labels`.
         """
-        from joblib import Parallel, delayed
-
         check_is_fitted(self)
         thresholds, device = self._check_params()
         features = self._check_input(X)
-        return Parallel(n_jobs=self.n_jobs)(
-            delayed(self._hierarchy)(pf, thresholds, device) for pf in features)
+        return map_images(self._hierarchy, features, self.n_jobs, thresholds, device)
