@@ -10,6 +10,8 @@ from . import _backbones
 from ._validation import check_images
 from .graph import NORMALIZATIONS, normalize_features
 
+PRECISIONS = ("float32", "bfloat16", "float16")
+
 
 @dataclass(eq=False)
 class PatchFeatures:
@@ -157,7 +159,9 @@ def _compute_features(images, config):
     model = _backbones.build_backbone(config["backbone"], config["weights"])
     device = torch.device(config["device"])
     model = model.to(device)
-    with torch.inference_mode():
+    dtype = getattr(torch, config["precision"])
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype,
+                                                enabled=dtype != torch.float32):
         batch = _backbones.normalize_batch(images, device)
         feats, attn = _backbones.extract(
             model, batch, layer=config["layer"], facet=config["facet"],
@@ -218,6 +222,11 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         fits. Bounds the backbone's time and memory on large photos (a 4000 x 3000
         image at native size is 61,000 patches); labels still come back at the
         image's full resolution. ``None`` keeps every grid.
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Autocast dtype of the forward pass (mixed precision; LayerNorms and
+        softmax stay in float32). Half precision is faster on GPUs; features come
+        back as float32 either way. ``benchmarks/features_speed.py`` reports their cosine
+        similarity to float32 features.
 
     Examples
     --------
@@ -227,7 +236,8 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
 
     def __init__(self, backbone="dinov2_vits14", weights="auto", facet="token", layer=-1,
                  stride=None, resize=None, normalize="none", batch_size=8, device="auto",
-                 return_attention=False, keep_image=True, memory=None, max_patches=None):
+                 return_attention=False, keep_image=True, memory=None, max_patches=None,
+                 precision="float32"):
         self.backbone = backbone
         self.weights = weights
         self.facet = facet
@@ -241,6 +251,7 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         self.keep_image = keep_image
         self.memory = memory
         self.max_patches = max_patches
+        self.precision = precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -276,6 +287,9 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
                 or isinstance(self.max_patches, bool) or self.max_patches < 1):
             raise ValueError(f"max_patches must be a positive int or None, got "
                              f"{self.max_patches!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got "
+                             f"{self.precision!r}.")
         return spec, int(stride)
 
     def _config(self):
@@ -285,7 +299,7 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         return spec, {
             "backbone": spec.name, "weights": weights, "layer": int(self.layer),
             "facet": self.facet, "stride": stride, "device": str(_resolve_device(self.device)),
-            "return_attention": bool(self.return_attention),
+            "return_attention": bool(self.return_attention), "precision": self.precision,
         }
 
     def fit(self, X=None, y=None):

@@ -141,6 +141,7 @@ def test_paths_are_read(tmp_path):
     (dict(normalize="zscore"), "normalize must be one of"),
     (dict(batch_size=0), "batch_size"),
     (dict(device="tpu:banana"), "device"),
+    (dict(precision="float64"), "precision must be one of"),
 ])
 def test_invalid_parameters_raise_clear_errors(params, match):
     with pytest.raises(ValueError, match=match):
@@ -196,6 +197,40 @@ def test_memory_cache_reuses_features(tmp_path):
     for a, b, c in zip(cached, again, plain):
         np.testing.assert_array_equal(a.features, b.features)
         np.testing.assert_allclose(a.features, c.features, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_half_precision_features_agree_with_float32(precision):
+    images = _images([(48, 64), (48, 64)])
+    full = DinoFeatures(**TINY).transform(images)
+    half = DinoFeatures(**TINY, precision=precision).transform(images)
+    for a, b in zip(full, half):
+        assert b.features.dtype == np.float32 and b.features.shape == a.features.shape
+        cosine = np.sum(a.flat * b.flat, axis=1) / (
+            np.linalg.norm(a.flat, axis=1) * np.linalg.norm(b.flat, axis=1))
+        assert cosine.min() > 0.99
+        assert not np.array_equal(a.features, b.features)  # autocast did run
+
+
+def test_normalize_batch_matches_the_imagenet_formula():
+    images = _images([(20, 30)] * 2)
+    batch = _backbones.normalize_batch(images, "cpu")
+    expected = (np.stack(images) / 255.0 - _backbones.IMAGENET_MEAN) / _backbones.IMAGENET_STD
+    assert batch.dtype == torch.float32 and batch.shape == (2, 3, 20, 30)
+    np.testing.assert_allclose(batch.numpy(), expected.transpose(0, 3, 1, 2), atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_cuda_features_match_the_cpu(precision):
+    images = _images([(64, 96)] * 3)
+    cpu = DinoFeatures(**TINY, device="cpu").transform(images)
+    gpu = DinoFeatures(**TINY, device="cuda", precision=precision).transform(images)
+    for a, b in zip(cpu, gpu):
+        cosine = np.sum(a.flat * b.flat, axis=1) / (
+            np.linalg.norm(a.flat, axis=1) * np.linalg.norm(b.flat, axis=1))
+        assert cosine.min() > (0.9999 if precision == "float32" else 0.99)
 
 
 def test_clone_and_params():
