@@ -233,6 +233,14 @@ def test_cuda_features_match_the_cpu(precision):
         assert cosine.min() > (0.9999 if precision == "float32" else 0.99)
 
 
+def test_backbone_is_loaded_once_per_process():
+    _backbones.load_backbone.cache_clear()
+    images = _images([(32, 32)])
+    for batch_size in (1, 2, 4):
+        DinoFeatures(**TINY, batch_size=batch_size).transform(images)
+    assert _backbones.load_backbone.cache_info().misses == 1
+
+
 def test_clone_and_params():
     est = DinoFeatures(**TINY, facet="key", stride=8)
     cloned = clone(est)
