@@ -18,13 +18,15 @@ import numpy as np
 
 from sklearn_useg import DinoFeatures
 from sklearn_useg.datasets import load_bsds500
+from sklearn_useg.features import PRECISIONS
+from sklearn_useg.graph import l2_normalize
 
 
 def patch_cosines(reference, features):
     """Cosine similarity of every patch feature to its reference, all images pooled."""
     a = np.concatenate([pf.flat for pf in reference])
     b = np.concatenate([pf.flat for pf in features])
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return np.sum(l2_normalize(a) * l2_normalize(b), axis=1)
 
 
 def main():
@@ -33,7 +35,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
-                        choices=["float32", "bfloat16", "float16"])
+                        choices=PRECISIONS)
     parser.add_argument("--resize", type=int, default=448)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--weights", default="auto")

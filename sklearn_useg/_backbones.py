@@ -284,7 +284,7 @@ def normalize_batch(images, device):
     batch = torch.from_numpy(np.stack(images))
     if device.type == "cuda":
         batch = batch.pin_memory()
-    batch = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return ((batch - mean) / std).contiguous()
+    batch = batch.to(device, non_blocking=True).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device)
+    return ((batch - mean) / std).permute(0, 3, 1, 2).contiguous()
