@@ -153,7 +153,7 @@ def quality(args):
             rows += [(f"CLASP patch ({tag})", CLASPSegmenter(
                          normalize=norm, spectrum=spectrum, random_state=0)),
                      (f"CLASP pixel ({tag})", CLASPSegmenter(
-                         normalize=norm, spectrum=spectrum, crf=True, random_state=0))]
+                         normalize=norm, spectrum=spectrum, refine="crf", random_state=0))]
     rows += [(f"CLASP patch (n_segments={k})", CLASPSegmenter(k, random_state=0))
              for k in args.fixed_k]
     for name, est in rows:

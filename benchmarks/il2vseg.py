@@ -83,14 +83,14 @@ def main(argv=None):
     t_views = extractor.seconds
     rows, speeds = [("k-means-11 (all train patches)", None, *dataset_scores(val_b.targets, km_pred))], {}
     for a in args.alphas:
-        seg.set_params(predict_alpha=a, crf=False)
+        seg.set_params(predict_alpha=a, refine=None)
         t0 = time.perf_counter()
         pred = seg.predict(val)
         speeds[a] = len(val) / (time.perf_counter() - t0)
         rows.append((f"IL2VSeg (trained α=0.5), predict α={a:g}", a,
                      *dataset_scores(val_b.targets, pred)))
         if args.crf:
-            seg.set_params(crf=True)
+            seg.set_params(refine="crf")
             pred = seg.predict(val)
             rows.append((f"IL2VSeg (trained α=0.5), predict α={a:g} + CRF", a,
                          *dataset_scores(val_b.targets, pred)))

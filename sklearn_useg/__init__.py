@@ -6,7 +6,7 @@ from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_mio
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, segmentation_covering)
 from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
-                         KMeansSegmenter, OAPSegmenter)
+                         KMeansSegmenter, OAPSegmenter, SuperpixelSegmenter)
 from .semantic import SemanticLabeler
 
 __version__ = "0.1.0.dev0"
@@ -20,6 +20,7 @@ __all__ = [
     "ACSegSegmenter",
     "IL2VSegmenter",
     "OAPSegmenter",
+    "SuperpixelSegmenter",
     "SemanticLabeler",
     "hungarian_miou",
     "pixel_accuracy",

@@ -293,3 +293,59 @@ def grid_edges(shape, connectivity=4):
     upper = sp.triu(grid_adjacency(shape, connectivity), k=1).tocoo()
     edges = np.stack([upper.row, upper.col], axis=1).astype(np.int64)
     return edges[np.lexsort((edges[:, 1], edges[:, 0]))]
+
+
+def pixel_patch_counts(labels, grid_shape):
+    """How many pixels of each region fall in each cell of the patch grid.
+
+    Pixel ``(y, x)`` of an ``(H, W)`` map lies in grid cell
+    ``(⌊(y + ½) h / H⌋, ⌊(x + ½) w / W⌋)``, the convention of
+    :func:`~sklearn_useg.refine.upsample_labels`.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (H, W), int
+        Region ids ``0..k-1``.
+    grid_shape : tuple of int
+        ``(h, w)`` of the patch grid.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (k, h * w), float64
+        ``counts[r, p]``: pixels of region ``r`` in cell ``p``; ``counts @ F`` sums the
+        cell features ``F`` (h * w, d) over each region's pixels.
+    """
+    labels = np.asarray(labels)
+    H, W = labels.shape
+    h, w = grid_shape
+    rows = np.minimum((np.arange(H) + 0.5) * h / H, h - 1).astype(np.intp)
+    cols = np.minimum((np.arange(W) + 0.5) * w / W, w - 1).astype(np.intp)
+    cell = (rows[:, None] * w + cols[None, :]).ravel()
+    k = int(labels.max()) + 1
+    return sp.csr_matrix((np.ones(labels.size), (labels.ravel().astype(np.intp), cell)),
+                         shape=(k, h * w))
+
+
+def region_adjacency(labels):
+    """Sparse symmetric adjacency of the regions of a label map (4-connectivity).
+
+    Parameters
+    ----------
+    labels : ndarray of shape (H, W), int
+        Region ids ``0..k-1``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (k, k), 0/1 entries, no self-loops
+        1 where two regions share a horizontal or vertical pixel border.
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1
+    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1].ravel()])
+    b = np.concatenate([labels[:, 1:].ravel(), labels[1:].ravel()])
+    keep = a != b
+    adj = sp.coo_matrix((np.ones(2 * keep.sum()), (np.r_[a[keep], b[keep]],
+                                                   np.r_[b[keep], a[keep]])), shape=(k, k))
+    adj = adj.tocsr()
+    adj.data[:] = 1.0
+    return adj

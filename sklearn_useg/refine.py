@@ -1,9 +1,15 @@
-"""From patch-grid outputs to pixel labels: upsampling, relabelling, DenseCRF, border rule."""
+"""From patch-grid outputs to pixel labels: upsampling, relabelling, edge-aware
+refinement (superpixel voting, DenseCRF) and foreground rules (border, CLS attention)."""
 
 import numpy as np
 
 CRF_DEFAULTS = dict(n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_gaussian=4,
                     sxy_bilateral=80, srgb=13, compat_bilateral=10)
+# Image diagonal (pixels) at which CRF_DEFAULTS' kernel widths apply: CLASP's settings,
+# tuned on ~640 x 480 images; other sizes scale both widths by diagonal / this.
+CRF_REFERENCE_DIAGONAL = 800.0
+SUPERPIXEL_DEFAULTS = dict(scale=100, sigma=0.8, min_area=1 / 3000, max_side=640)
+REFINEMENTS = ("superpixels", "crf")
 
 
 def relabel_consecutive(labels):
@@ -76,13 +82,135 @@ def upsample_argmax(scores, shape, *, max_block_bytes=2**24):
     return out
 
 
+def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640):
+    """Felzenszwalb–Huttenlocher superpixels of an RGB image, at a bounded cost.
+
+    :func:`skimage.segmentation.felzenszwalb` on the image, downscaled first so that
+    its longer side is at most ``max_side`` (the map is then upsampled back with
+    nearest neighbours): the cost is bounded for any photo size.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W, 3), uint8
+        The RGB image.
+    scale, sigma : float
+        Felzenszwalb's ``scale`` (higher: larger regions) and pre-smoothing.
+    min_area : float, default=1/3000
+        Smallest superpixel, as a fraction of the image's pixels (felzenszwalb's
+        ``min_size``, so the same setting suits every image size).
+    max_side : int or None, default=640
+        Longer side of the image the superpixels are computed on (None: full size).
+
+    Returns
+    -------
+    ndarray of shape (H, W), int64
+        Superpixel ids ``0..s-1``.
+    """
+    from skimage import segmentation
+
+    image = np.asarray(image)
+    H, W = image.shape[:2]
+    small = image
+    if max_side is not None and max(H, W) > max_side:
+        from PIL import Image
+
+        factor = max_side / max(H, W)
+        size = (max(1, round(W * factor)), max(1, round(H * factor)))
+        small = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
+            size, Image.BILINEAR))
+    min_size = max(1, int(round(min_area * small.shape[0] * small.shape[1])))
+    regions = segmentation.felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size)
+    if small is not image:
+        regions = upsample_labels(regions, (H, W))
+    return regions.astype(np.int64)
+
+
+def vote_superpixels(labels, regions):
+    """Give each superpixel the label most of its pixels have.
+
+    Segment borders move onto the image's edges (the superpixels'), at the cost of a
+    ``bincount``. No segment is lost: a label that would win no superpixel keeps its
+    own pixels (which takes pixels from no other label, so every input label stays).
+
+    Parameters
+    ----------
+    labels : ndarray of shape (H, W), int
+        Non-negative labels (e.g. upsampled from the patch grid).
+    regions : ndarray of shape (H, W), int
+        Superpixel ids ``0..s-1`` (:func:`superpixels`).
+
+    Returns
+    -------
+    ndarray of shape (H, W), int32
+        The same label values, constant on each superpixel (but for rescued labels).
+    """
+    labels = np.asarray(labels)
+    regions = np.asarray(regions)
+    if labels.shape != regions.shape:
+        raise ValueError(f"labels and superpixels differ in shape: {labels.shape} vs "
+                         f"{regions.shape}.")
+    values, flat = np.unique(labels, return_inverse=True)
+    flat = flat.ravel()
+    k = len(values)
+    s = int(regions.max()) + 1
+    counts = np.bincount(regions.ravel().astype(np.int64) * k + flat, minlength=s * k)
+    winner = counts.reshape(s, k).argmax(axis=1)
+    out = winner[regions.ravel()]
+    lost = np.setdiff1d(np.arange(k), out)
+    if len(lost):
+        rescue = np.isin(flat, lost)
+        out[rescue] = flat[rescue]
+    return values[out].reshape(labels.shape).astype(np.int32)
+
+
+def refine_labels(image, labels, method, params=None, *, keep_labels=False):
+    """Snap pixel labels to the image's edges with ``method``.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W, 3), uint8
+        The RGB image.
+    labels : ndarray of shape (H, W), int
+        Labels to refine.
+    method : {"superpixels", "crf"}
+        :func:`vote_superpixels` on :func:`superpixels`, or :func:`dense_crf`.
+    params : dict, optional
+        Overrides of :data:`SUPERPIXEL_DEFAULTS` or :data:`CRF_DEFAULTS`.
+    keep_labels : bool, default=False
+        Keep the input's label values (dataset-wide class ids).
+
+    Returns
+    -------
+    ndarray of shape (H, W), int32
+    """
+    check_refine_params(method, params)
+    params = params or {}
+    if method == "superpixels":
+        return vote_superpixels(labels, superpixels(image, **params))
+    return dense_crf(image, labels, keep_labels=keep_labels, **params)
+
+
+def check_refine_params(method, params):
+    """Raise ``ValueError`` for an unknown refinement or unknown parameter names."""
+    if method not in REFINEMENTS:
+        raise ValueError(f"refine must be one of {REFINEMENTS} or None, got {method!r}.")
+    defaults = SUPERPIXEL_DEFAULTS if method == "superpixels" else CRF_DEFAULTS
+    unknown = sorted(set(params or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"refine_params has unknown keys {unknown} for refine={method!r};"
+                         f" expected a subset of {sorted(defaults)}.")
+
+
 def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_gaussian=4,
               sxy_bilateral=80, srgb=13, compat_bilateral=10, keep_labels=False):
     """Refine a pixel label map with a fully connected CRF (Krähenbühl & Koltun).
 
     The unary comes from the labels themselves (probability ``gt_prob`` on the given
-    label); a Gaussian (smoothness) and a bilateral (appearance) kernel follow. Needs
-    the ``crf`` extra (``pip install "sklearn-useg[crf]"``).
+    label); a Gaussian (smoothness) and a bilateral (appearance) kernel follow. The
+    kernel widths ``sxy_*`` are given for an image of diagonal
+    :data:`CRF_REFERENCE_DIAGONAL` (800 px, e.g. 640 x 480) and scale with the
+    image's diagonal, so the same settings smooth alike at every size. Needs the
+    ``crf`` extra (``pip install "sklearn-useg[crf]"``).
 
     Parameters
     ----------
@@ -113,11 +241,12 @@ def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_g
     if n_labels < 2:
         return values[labels] if keep_labels else labels
     H, W = labels.shape
+    size = np.hypot(H, W) / CRF_REFERENCE_DIAGONAL
     crf = dcrf.DenseCRF2D(W, H, n_labels)
     unary = unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False)
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
-    crf.addPairwiseGaussian(sxy=sxy_gaussian, compat=compat_gaussian)
-    crf.addPairwiseBilateral(sxy=sxy_bilateral, srgb=srgb,
+    crf.addPairwiseGaussian(sxy=sxy_gaussian * size, compat=compat_gaussian)
+    crf.addPairwiseBilateral(sxy=sxy_bilateral * size, srgb=srgb,
                              # pydensecrf's typed memoryview refuses read-only buffers
                              rgbim=np.require(image, np.uint8, ["C", "W"]),
                              compat=compat_bilateral)
@@ -144,3 +273,72 @@ def border_background(labels):
     values, counts = np.unique(border, return_counts=True)
     background = values[np.argmax(counts)]
     return (labels != background).astype(np.int32)
+
+
+FOREGROUND_RULES = ("auto", "attention", "border")
+
+
+def attention_foreground(labels, attention):
+    """The attention rule: segments the ViT's CLS token attends to are foreground.
+
+    The last-layer CLS-to-patch attention, averaged over heads, is upsampled
+    (bilinearly) to the image; a segment is foreground when its mean attention is
+    above the image's mean. Unlike the border rule it finds small, off-centre objects
+    and works with any number of segments.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (H, W), int
+        A segmentation.
+    attention : ndarray of shape (heads, h, w) or (h, w)
+        CLS attention on the patch grid (``DinoFeatures(return_attention=True)``).
+
+    Returns
+    -------
+    ndarray of shape (H, W), int32
+        1 for foreground, 0 for background.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = np.asarray(labels)
+    attention = np.asarray(attention, dtype=np.float32)
+    if attention.ndim == 3:
+        attention = attention.mean(axis=0)
+    if attention.ndim != 2:
+        raise ValueError(f"attention must be (heads, h, w) or (h, w), got shape "
+                         f"{attention.shape}.")
+    pixels = F.interpolate(torch.from_numpy(attention)[None, None], size=labels.shape,
+                           mode="bilinear", align_corners=False)[0, 0].numpy().ravel()
+    _, flat = np.unique(labels, return_inverse=True)
+    flat = flat.ravel()
+    mean = np.bincount(flat, pixels) / np.bincount(flat)
+    return (mean[flat] > pixels.mean()).reshape(labels.shape).astype(np.int32)
+
+
+def foreground_mask(labels, attention=None, rule="auto"):
+    """Which segments are the object(s): a binary foreground mask.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (H, W), int
+        A segmentation.
+    attention : ndarray of shape (heads, h, w), optional
+        CLS attention (``DinoFeatures(return_attention=True)``).
+    rule : {"auto", "attention", "border"}, default="auto"
+        :func:`attention_foreground`, :func:`border_background`, or ``"auto"``:
+        attention when given, else the border rule.
+
+    Returns
+    -------
+    ndarray of shape (H, W), int32
+        1 for foreground, 0 for background.
+    """
+    if rule not in FOREGROUND_RULES:
+        raise ValueError(f"rule must be one of {FOREGROUND_RULES}, got {rule!r}.")
+    if rule == "attention" and attention is None:
+        raise ValueError("rule='attention' needs the CLS attention: "
+                         "DinoFeatures(return_attention=True).")
+    if rule == "border" or attention is None:
+        return border_background(labels)
+    return attention_foreground(labels, attention)

@@ -12,21 +12,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_features
 from .features import _resolve_device
-from .graph import l2_normalize
+from .graph import l2_normalize, pixel_patch_counts
 
 CLS_SIZE = 224  # side of the region crops fed to the backbone (the paper's)
-
-
-def _pixel_patch_counts(labels, grid_shape):
-    """Pixels of each segment in each patch: (k, h * w) counts for labels (H, W)."""
-    H, W = labels.shape
-    h, w = grid_shape
-    rows = np.arange(H) * h // H
-    cols = np.arange(W) * w // W
-    patch = (rows[:, None] * w + cols[None, :]).ravel()
-    k = int(labels.max()) + 1
-    return np.bincount(labels.ravel().astype(np.int64) * (h * w) + patch,
-                       minlength=k * h * w).reshape(k, h * w).astype(np.float64)
 
 
 def _cls_embeddings(pf, labels, weights, device):
@@ -169,9 +157,9 @@ class SemanticLabeler(BaseEstimator):
         segments = self.segmenter_.predict(features)
         out = []
         for i, (pf, labels) in enumerate(zip(features, segments)):
-            counts = _pixel_patch_counts(labels, pf.grid_shape)
+            counts = pixel_patch_counts(labels, pf.grid_shape)
             if self.region_embedding == "mean":
-                emb = counts @ l2_normalize(pf.flat).astype(np.float64)
+                emb = np.asarray(counts @ l2_normalize(pf.flat).astype(np.float64))
             else:
                 emb = _cls_embeddings(pf, labels, self.weights, _resolve_device(self.device))
             if self.background:
@@ -181,7 +169,7 @@ class SemanticLabeler(BaseEstimator):
                 fg = counts @ pf.attention.min(axis=0).ravel().astype(np.float64)
                 bg = _background(fg)
             else:
-                bg = np.zeros(len(counts), dtype=bool)
+                bg = np.zeros(counts.shape[0], dtype=bool)
             out.append((labels, l2_normalize(emb), bg))
         return out
 

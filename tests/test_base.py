@@ -122,4 +122,6 @@ def test_the_image_reaches_only_methods_that_read_it():
     labels = _ImageMean().fit([pf]).predict([pf])[0]  # a user subclass gets the image
     assert labels.shape == (28, 42) and len(np.unique(labels[:, :14])) == 1
     assert labels[0, 0] != labels[0, -1]
-    assert _Spy(2, random_state=0).fit([pf]).predict([pf])[0].shape == (28, 42)
+    assert _Spy(2, refine=None, random_state=0).fit([pf]).predict([pf])[0].shape == (28, 42)
+    with pytest.raises(AssertionError, match="the image was shipped"):  # refine needs it
+        _Spy(2, refine="superpixels", random_state=0).fit([pf]).predict([pf])

@@ -191,7 +191,7 @@ def test_output_contract_on_any_grid(grid, spectrum, silhouette, seed):
     (dict(beta=-0.1), ValueError), (dict(max_segments=1), ValueError),
     (dict(spectrum="normalized"), ValueError), (dict(silhouette="l1"), ValueError),
     (dict(normalize="none"), ValueError), (dict(n_init=0), ValueError),
-    (dict(crf="yes"), ValueError), (dict(crf_params={"iterations": 5}), ValueError),
+    (dict(refine="yes"), ValueError), (dict(refine_params={"iterations": 5}), ValueError),
     (dict(device="tpu"), ValueError),
 ])
 def test_invalid_params(params, error):
@@ -203,7 +203,7 @@ def test_invalid_params(params, error):
 def test_crf_needs_the_image():
     X, _ = _blobs(1)
     with pytest.raises(ValueError, match="needs the image"):
-        CLASPSegmenter(crf=True, random_state=0).fit(X).predict(X)
+        CLASPSegmenter(refine="crf", random_state=0).fit(X).predict(X)
 
 
 def test_grid_search_over_beta_and_n_segments():
@@ -221,7 +221,7 @@ def test_grid_search_over_beta_and_n_segments():
 def test_real_images_contract_and_determinism(bsds_small, bsds_small_features):
     features = bsds_small_features["token"]
     for crf in (False, True):
-        seg = CLASPSegmenter(crf=crf, n_init=3, random_state=0)
+        seg = CLASPSegmenter(refine="crf" if crf else None, n_init=3, random_state=0)
         labels, details = seg.fit(features).predict(features, return_details=True)
         again = seg.predict(features)
         for image, out, rep, det in zip(bsds_small.images, labels, again, details):

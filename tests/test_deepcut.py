@@ -155,7 +155,7 @@ def test_output_contract(h, w, d, k, loss, two_stage, normalize, seed):
     (dict(normalize="l1"), ValueError), (dict(n_epochs=0), ValueError),
     (dict(learning_rate=-1.0), ValueError), (dict(two_stage="yes"), TypeError),
     (dict(n_clusters_fg=0), ValueError), (dict(n_clusters_bg=0), ValueError),
-    (dict(crf_params=[1]), TypeError), (dict(random_state="seed"), ValueError),
+    (dict(refine_params=[1]), TypeError), (dict(random_state="seed"), ValueError),
 ])
 def test_invalid_params(params, error):
     X, _ = _blobs(1, 2)

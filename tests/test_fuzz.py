@@ -40,9 +40,9 @@ CASES = Counter()  # (estimator, "result" or "error") -> cases tried
 SEGMENTERS = CHEAP_SEGMENTERS  # tiny settings: every case runs in milliseconds
 DATASET_CLASSES = {"il2vseg": 3, "semantic": 2}  # labels are class ids below n_classes
 IMAGE_VARIANTS = {  # code paths that need the image or the attention maps
-    "clasp": dict(crf=True),
-    "deepcut": dict(crf=True, two_stage=True, n_clusters_bg=2),
-    "il2vseg": dict(crf=True),
+    "clasp": dict(refine="crf"),
+    "deepcut": dict(refine="crf", two_stage=True, n_clusters_bg=2),
+    "il2vseg": dict(refine="crf"),
     "semantic": dict(background=True, n_classes=3),
 }
 FEATURE_DIMS = (1, 3, 8)
@@ -795,7 +795,7 @@ def test_crf_accepts_a_read_only_image(attention_extractor):
     image = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     image.flags.writeable = False
     X = attention_extractor.transform([image])
-    labels = SEGMENTERS["clasp"]().set_params(crf=True).fit_predict(X)
+    labels = SEGMENTERS["clasp"]().set_params(refine="crf").fit_predict(X)
     assert labels[0].shape == (32, 48)
 
 

@@ -148,7 +148,7 @@ def test_labels_are_dataset_wide_classes():
     for lab, pf in zip(labels, X):
         assert lab.shape == pf.image_shape and lab.dtype == np.int32
         assert 0 <= lab.min() and lab.max() < 6
-    assert seg.set_params(crf=True).predict(X[:1])[0].max() < 6
+    assert seg.set_params(refine="crf").predict(X[:1])[0].max() < 6
 
 
 @settings(max_examples=10, deadline=None)
@@ -195,7 +195,7 @@ def test_augmented_views_through_feature_extractor():
     ({"color_sigma": 0}, ValueError), ({"temperature": 0}, ValueError),
     ({"ema_decay": 1.0}, ValueError), ({"n_samples": 1}, ValueError),
     ({"normalize": "zscore"}, ValueError), ({"feature_extractor": "dino"}, ValueError),
-    ({"crf_params": {"bogus": 1}}, ValueError), ({"max_iter": 2.5}, (ValueError, TypeError)),
+    ({"refine_params": {"bogus": 1}}, ValueError), ({"max_iter": 2.5}, (ValueError, TypeError)),
 ])
 def test_invalid_params(params, error):
     X, _ = make_segmentation_blobs(1, random_state=0)
@@ -205,8 +205,8 @@ def test_invalid_params(params, error):
 
 def test_crf_needs_image():
     X, _ = make_segmentation_blobs(1, random_state=0)
-    seg = IL2VSegmenter(n_classes=3, crf=True, random_state=0, **FAST).fit(X)
-    with pytest.raises(ValueError, match="crf=True needs the image"):
+    seg = IL2VSegmenter(n_classes=3, refine="crf", random_state=0, **FAST).fit(X)
+    with pytest.raises(ValueError, match="needs the image"):
         seg.predict(X)
 
 
@@ -235,6 +235,6 @@ def test_real_bsds_end_to_end(bsds_small_features):
         assert det["low_level"] and 1 <= det["fcm_iterations"] <= seg.fcm_max_iter
         assert len(np.unique(lab)) >= 2
     # colour branch only, then DenseCRF: still dataset-wide class ids
-    seg.set_params(predict_alpha=1.0, crf=True)
+    seg.set_params(predict_alpha=1.0, refine="crf")
     lab = seg.predict(X[:1])[0]
     assert lab.shape == X[0].image_shape and 0 <= lab.min() and lab.max() < 5

@@ -107,3 +107,90 @@ def test_normalize_features_and_cosine_affinity():
     assert graph.cosine_affinity(centred).min() < 0 < A.min()
     with pytest.raises(ValueError, match="normalize must be one of"):
         graph.normalize_features(X, "whiten")
+
+
+def _rectangles(shape=(60, 90)):
+    """A flat three-colour image and its partition (vertical bands, then a block)."""
+    H, W = shape
+    truth = np.zeros(shape, np.int32)
+    truth[:, W // 3:] = 1
+    truth[H * 7 // 12:, W * 2 // 3:] = 2
+    colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
+    return colours[truth], truth
+
+
+def test_superpixel_refinement_is_exact_where_edges_are_segment_borders():
+    image, truth = _rectangles()
+    # labels of a 12-px patch grid, upsampled: the borders miss the edges by pixels
+    blocky = refine.upsample_labels(truth[6::12, 6::12], truth.shape)
+    assert (blocky != truth).mean() > 0.02
+    # flat colours need no pre-smoothing (sigma=0: no blurred strip along the edges)
+    out = refine.refine_labels(image, blocky, "superpixels", {"sigma": 0})
+    np.testing.assert_array_equal(out, truth)
+
+
+@given(st.integers(0, 2**16), st.integers(1, 6), st.integers(1, 30))
+def test_vote_superpixels_keeps_every_label(seed, k, n_regions):
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, k, size=(12, 15)) * 7  # any non-negative values
+    regions = rng.randint(0, n_regions, size=(12, 15))
+    out = refine.vote_superpixels(labels, regions)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(np.unique(out), np.unique(labels))
+    # each pixel has its superpixel's majority label, or keeps its own (rescued)
+    counts = np.zeros((regions.max() + 1, labels.max() + 1), int)
+    np.add.at(counts, (regions, labels), 1)
+    majority = counts.argmax(axis=1)[regions]
+    assert np.all((out == majority) | (out == labels))
+
+
+def test_vote_superpixels_takes_the_majority():
+    labels = np.array([[0, 0, 1, 1], [0, 1, 1, 1]])
+    regions = np.array([[0, 0, 0, 1], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(refine.vote_superpixels(labels, regions),
+                                  [[0, 0, 0, 1], [0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="differ in shape"):
+        refine.vote_superpixels(labels, regions[:, :3])
+
+
+def test_superpixels_bounds_the_working_size():
+    image, truth = _rectangles((400, 1200))
+    regions = refine.superpixels(image, max_side=300, sigma=0)
+    assert regions.shape == (400, 1200) and regions.dtype == np.int64
+    # computed at 100 x 300 and upsampled: each rectangle is (but for the strips of
+    # blended colour along its edges, from the downscaling) one superpixel
+    for t in range(3):
+        assert np.bincount(regions[truth == t]).max() > 0.9 * np.sum(truth == t)
+
+
+def test_refine_params_are_checked():
+    with pytest.raises(ValueError, match="unknown keys"):
+        refine.check_refine_params("superpixels", {"sxy_bilateral": 3})
+    with pytest.raises(ValueError, match="refine must be one of"):
+        refine.check_refine_params("bilateral", None)
+
+
+def test_attention_rule_finds_a_small_off_centre_object():
+    # a 6 x 6 object (4 % of the image) near a corner; the segmentation has four
+    # background segments, one of them touching more border than the others
+    labels = np.zeros((30, 30), np.int32)
+    labels[:, 10:] = 1
+    labels[15:, :] = 2
+    labels[15:, 20:] = 3
+    labels[3:9, 21:27] = 4
+    attention = np.full((2, 10, 10), 0.5, np.float32)
+    attention[:, 1:3, 7:9] = 5.0  # CLS attention on the object's patches
+    mask = refine.foreground_mask(labels, attention)
+    np.testing.assert_array_equal(mask, labels == 4)
+    # the border rule calls three of the four background segments foreground
+    assert refine.foreground_mask(labels, attention, rule="border").mean() > 0.5
+    with pytest.raises(ValueError, match="needs the CLS attention"):
+        refine.foreground_mask(labels, None, rule="attention")
+
+
+def test_pixel_patch_counts_and_region_adjacency():
+    labels = np.array([[0, 0, 1, 1], [2, 2, 1, 1]])
+    counts = graph.pixel_patch_counts(labels, (1, 2)).toarray()
+    np.testing.assert_array_equal(counts, [[2, 0], [0, 4], [2, 0]])
+    adj = graph.region_adjacency(labels).toarray()
+    np.testing.assert_array_equal(adj, [[0, 1, 1], [1, 0, 1], [1, 1, 0]])

@@ -7,7 +7,8 @@ from .deepcut import DeepCutSegmenter
 from .il2vseg import IL2VSegmenter
 from .kmeans import KMeansSegmenter
 from .oap import OAPSegmenter
+from .superpixel import SuperpixelSegmenter
 
 __all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter",
            "DeepCutSegmenter", "ACSegSegmenter",
-           "IL2VSegmenter", "OAPSegmenter"]
+           "IL2VSegmenter", "OAPSegmenter", "SuperpixelSegmenter"]

@@ -6,11 +6,18 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_features
-from ..refine import CRF_DEFAULTS, dense_crf, relabel_consecutive, upsample_argmax, \
-    upsample_labels
+from ..refine import REFINEMENTS, check_refine_params, refine_labels, relabel_consecutive, \
+    upsample_argmax, upsample_labels
+
+# Parameters every segmenter has (each subclass lists them in its own constraints).
+REFINE_CONSTRAINTS = {
+    "refine": [StrOptions({"auto", *REFINEMENTS}), None],
+    "refine_params": [dict, None],
+}
 
 
 def pool_patches(pf, max_patches):
@@ -90,17 +97,22 @@ class BaseSegmenter(BaseEstimator):
     :class:`SegmentResult` on the grid), and, if they learn from the dataset,
     :meth:`_fit`. The base validates input, loops over images with joblib
     (``n_jobs``), returns int32 labels ``0..k-1`` at each image's resolution and
-    applies DenseCRF when the subclass has a true ``crf`` parameter. Subclasses whose
-    labels are dataset-wide class ids set ``_dataset_labels = True``: their label
-    values are kept (no per-image relabelling, also through the CRF). Subclasses whose
-    ``_segment`` never reads ``PatchFeatures.image`` set ``_uses_image = False``: the
-    image is then not sent to the workers (unless ``crf`` needs it). Subclasses with a
-    ``max_patches`` parameter get every grid pooled to it (:func:`pool_patches`) in
-    :meth:`_check_input`, before ``_fit`` and ``_segment`` see it.
+    refines them to the image's edges as the ``refine`` parameter says (every
+    subclass has ``refine`` and ``refine_params``, with :data:`REFINE_CONSTRAINTS`).
+    Subclasses whose labels are dataset-wide class ids set ``_dataset_labels = True``:
+    their label values are kept (no per-image relabelling, also through the
+    refinement). Subclasses whose ``_segment`` never reads ``PatchFeatures.image`` set
+    ``_uses_image = False``: the image is then not sent to the workers (unless the
+    refinement needs it). Subclasses with a ``max_patches`` parameter get every grid
+    pooled to it (:func:`pool_patches`) in :meth:`_check_input`, before ``_fit`` and
+    ``_segment`` see it.
     """
 
     _dataset_labels = False
     _uses_image = True  # False when _segment never reads PatchFeatures.image
+    # a subclass without these parameters returns the upsampled grid labels
+    refine = None
+    refine_params = None
 
     def _check_params(self):
         """Validate hyperparameters; raise ``ValueError``/``TypeError``."""
@@ -137,10 +149,9 @@ class BaseSegmenter(BaseEstimator):
         self
         """
         self._check_params()
-        unknown = sorted(set(getattr(self, "crf_params", None) or {}) - set(CRF_DEFAULTS))
-        if unknown:
-            raise ValueError(f"crf_params has unknown keys {unknown}; expected a subset of "
-                             f"{sorted(CRF_DEFAULTS)}.")
+        if self.refine is not None:
+            check_refine_params("superpixels" if self.refine == "auto" else self.refine,
+                                self.refine_params)
         features = self._check_input(X)
         self.n_features_in_ = features[0].features.shape[-1]
         self._fit(features, check_random_state(getattr(self, "random_state", None)))
@@ -174,7 +185,7 @@ class BaseSegmenter(BaseEstimator):
                     f"{type(self).__name__} was fitted with {self.n_features_in_}.")
         # One seed for every image: results do not depend on order, batching or n_jobs.
         seed = check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1)
-        if not (self._uses_image or getattr(self, "crf", False)):
+        if not (self._uses_image or self.refine is not None):
             # what is not used is not shipped to the workers
             features = [replace(pf, image=None) for pf in features]
         outputs = map_images(self._predict_one, features, getattr(self, "n_jobs", None),
@@ -196,12 +207,15 @@ class BaseSegmenter(BaseEstimator):
             labels = upsample_argmax(result.scores, shape)
         else:
             labels = upsample_labels(np.asarray(result.labels, dtype=np.int32), shape)
-        if getattr(self, "crf", False):
+        method = self.refine
+        if method == "auto":
+            method = None if pf.image is None else "superpixels"
+        if method is not None:
             if pf.image is None:
-                raise ValueError("crf=True needs the image: pass PatchFeatures from "
-                                 "DinoFeatures(keep_image=True), not plain arrays.")
-            params = {**CRF_DEFAULTS, **(getattr(self, "crf_params", None) or {})}
-            labels = dense_crf(pf.image, labels, keep_labels=self._dataset_labels, **params)
+                raise ValueError(f"refine={method!r} needs the image: pass PatchFeatures "
+                                 f"from DinoFeatures(keep_image=True), not plain arrays.")
+            labels = refine_labels(pf.image, labels, method, self.refine_params,
+                                   keep_labels=self._dataset_labels)
         if self._dataset_labels:
             return labels.astype(np.int32), result.details
         return relabel_consecutive(labels), result.details

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..features import _resolve_device
 from ..graph import NORMALIZATIONS, normalize_features, soft_modularity_loss
-from ._base import BaseSegmenter, SegmentResult
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
 
 _SIMILARITIES = "acseg_similarities"  # PatchFeatures.extra key of predict's batched pass
 
@@ -101,6 +101,15 @@ class ACSegSegmenter(BaseSegmenter):
         Torch device for training and inference; "auto" picks CUDA when present.
     verbose : int, default=0
         Print the loss every ``max(1, n_iter // 10)`` iterations when > 0.
+    refine : {"auto", "superpixels", "crf"} or None, default="auto"
+        Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
+        ``"superpixels"`` gives each superpixel of the image the label most of its
+        pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
+        patch grid's labels as they are. ``"auto"``: superpixels when the features
+        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+    refine_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
+        :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     max_patches : int or None, default=4096
         Largest patch grid the method works on: bigger grids are average-pooled to
         fit (features and attention, aspect ratio kept) before the method runs, which
@@ -164,14 +173,15 @@ class ACSegSegmenter(BaseSegmenter):
         "device": [str],
         "verbose": ["verbose"],
         "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_prototypes=5, *, n_layers=6, n_heads=6, ffn_dim=1024,
                  normalize="center_l2", n_iter=2500, batch_size=32, learning_rate=1e-4,
-                 weight_decay=0.01, device="auto", verbose=0, max_patches=4096,
-                 random_state=None, n_jobs=None):
+                 weight_decay=0.01, device="auto", verbose=0, refine="auto",
+                 refine_params=None, max_patches=4096, random_state=None, n_jobs=None):
         self.n_prototypes = n_prototypes
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -183,6 +193,8 @@ class ACSegSegmenter(BaseSegmenter):
         self.weight_decay = weight_decay
         self.device = device
         self.verbose = verbose
+        self.refine = refine
+        self.refine_params = refine_params
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from ..features import _resolve_device
 from ..graph import eigengap_elbow, l2_normalize, normalize_features, thin_factor_spectrum
-from ._base import BaseSegmenter, SegmentResult
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
 
 
 def cosine_silhouette(X, labels):
@@ -62,8 +62,9 @@ class CLASPSegmenter(BaseSegmenter):
     (:func:`~sklearn_useg.graph.eigengap_elbow`) gives ``K_opt``; for every ``K`` in
     ``[⌊K_opt (1 - β)⌋, ⌈K_opt (1 + β)⌉]`` (clamped to ``2..max_segments``) the rows
     of the first ``K`` eigenvectors, L2-normalised, are clustered with k-means, and the
-    ``K`` of best mean silhouette is kept. ``crf=True`` refines the upsampled labels
-    with DenseCRF (the paper's "pixel" variant; ``crf=False`` is the "patch" variant).
+    ``K`` of best mean silhouette is kept. ``refine="crf"`` refines the upsampled
+    labels with DenseCRF (the paper's "pixel" variant; ``refine=None`` is the "patch"
+    variant).
 
     The spectrum is exact and cheap: ``A = X Xᵀ`` with ``X`` the unit-norm features
     (n x d, d << n), so it comes from the d x d Gram matrix
@@ -102,21 +103,23 @@ class CLASPSegmenter(BaseSegmenter):
         tokens (``"l2"``, plain cosine); ``"center_l2"`` first removes the image's
         mean feature (DINOv2 tokens share a common direction, see the design notes);
         on the shared DINOv2 ViT-S/14 it scores better on BSDS500
-        (``benchmarks/clasp.py quality``: 17.5 against 15.8 mIoU with ``crf=True``).
+        (``benchmarks/clasp.py quality``: 17.5 against 15.8 mIoU with ``refine="crf"``).
         The defaults assume last-layer ``token`` features, ``normalize="none"`` in
         :class:`~sklearn_useg.DinoFeatures`.
     n_init : int, default=10
         k-means restarts per ``K``.
-    crf : bool, default=False
-        Refine with DenseCRF at pixel resolution (needs ``PatchFeatures`` with their
-        image, and the ``crf`` extra: ``pip install "sklearn-useg[crf]"``).
-    crf_params : dict or None, default=None
-        Overrides of :data:`~sklearn_useg.refine.CRF_DEFAULTS` (CLASP's: 20
-        iterations, ``gt_prob=0.8``, Gaussian ``sxy=4, compat=4``, bilateral
-        ``sxy=80, srgb=13, compat=10``).
     device : {"auto", "cpu", "cuda"} or str, default="cpu"
         Where the Gram eigendecomposition runs (float64 either way); ``"auto"``
         picks CUDA when available. k-means and silhouettes run on the CPU.
+    refine : {"auto", "superpixels", "crf"} or None, default="auto"
+        Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
+        ``"superpixels"`` gives each superpixel of the image the label most of its
+        pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
+        patch grid's labels as they are. ``"auto"``: superpixels when the features
+        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+    refine_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
+        :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     max_patches : int or None, default=4096
         Largest patch grid the method works on: bigger grids are average-pooled to
         fit (features and attention, aspect ratio kept) before the method runs, which
@@ -160,17 +163,17 @@ class CLASPSegmenter(BaseSegmenter):
         "silhouette": [StrOptions({"cosine", "euclidean"})],
         "normalize": [StrOptions({"l2", "center_l2"})],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "crf": ["boolean"],
-        "crf_params": [dict, None],
         "device": [str],
         "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_segments=None, *, beta=0.5, max_segments=20, spectrum="affinity",
-                 silhouette="cosine", normalize="l2", n_init=10, crf=False, crf_params=None,
-                 device="cpu", max_patches=4096, random_state=None, n_jobs=None):
+                 silhouette="cosine", normalize="l2", n_init=10, refine="auto",
+                 refine_params=None, device="cpu", max_patches=4096, random_state=None,
+                 n_jobs=None):
         self.n_segments = n_segments
         self.beta = beta
         self.max_segments = max_segments
@@ -178,9 +181,9 @@ class CLASPSegmenter(BaseSegmenter):
         self.silhouette = silhouette
         self.normalize = normalize
         self.n_init = n_init
-        self.crf = crf
-        self.crf_params = crf_params
         self.device = device
+        self.refine = refine
+        self.refine_params = refine_params
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs

@@ -9,8 +9,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..graph import NORMALIZATIONS, normalize_features
-from ..refine import border_background
-from ._base import BaseSegmenter, SegmentResult
+from ..refine import FOREGROUND_RULES, foreground_mask
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
 
 #: Width of the GCN layer and of the MLP's hidden layer, and the MLP's dropout (paper).
 _CONV_HIDDEN, _MLP_HIDDEN, _DROPOUT = 64, 32, 0.25
@@ -117,13 +117,14 @@ class DeepCutSegmenter(BaseSegmenter):
       clustering). K is only a cap: the number of segments is the number of distinct
       argmax labels ("k-less"); a lower ``alpha`` makes more pairs repulsive and
       gives more segments.
-    - ``two_stage=True``: a 2-way foreground/background split first (background: the
-      segment covering most of the grid border, :func:`~sklearn_useg.refine.border_background`),
+    - ``two_stage=True``: a 2-way foreground/background split first (foreground by
+      the ``foreground`` rule, :func:`~sklearn_useg.refine.foreground_mask`),
       then the GNN again, separately, on the foreground subgraph
       (``n_clusters_fg`` segments) and on the background subgraph (``n_clusters_bg``).
 
     For object discovery, take ``n_clusters=2`` and apply
-    :func:`~sklearn_useg.refine.border_background` to the predicted labels; the
+    :func:`~sklearn_useg.refine.foreground_mask` to the predicted labels (with the
+    features' CLS attention, ``DinoFeatures(return_attention=True)``); the
     foreground's bounding box is the localisation (:func:`~sklearn_useg.corloc`).
 
     Parameters
@@ -155,11 +156,22 @@ class DeepCutSegmenter(BaseSegmenter):
     n_clusters_bg : int, default=1
         Segments of the background in the second stage; 1 keeps it whole (the
         reference's mode 1), 2 its mode 2.
-    crf : bool, default=False
-        Refine the upsampled labels with DenseCRF (needs ``PatchFeatures`` carrying the
-        image); the library's stand-in for the reference's bilateral solver.
-    crf_params : dict or None, default=None
-        Overrides of :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
+    foreground : {"auto", "attention", "border"}, default="auto"
+        Which part of the first stage's split is the foreground in ``two_stage``:
+        the part the CLS attention falls on (``"attention"``, needs
+        ``DinoFeatures(return_attention=True)``), the part not covering most of the
+        border (``"border"``, the reference's rule), or attention when the features
+        carry it, else the border (``"auto"``); see
+        :func:`~sklearn_useg.refine.foreground_mask`.
+    refine : {"auto", "superpixels", "crf"} or None, default="auto"
+        Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
+        ``"superpixels"`` gives each superpixel of the image the label most of its
+        pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
+        patch grid's labels as they are. ``"auto"``: superpixels when the features
+        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+    refine_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
+        :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     max_patches : int or None, default=4096
         Largest patch grid the method works on: bigger grids are average-pooled to
         fit (features and attention, aspect ratio kept) before the method runs, which
@@ -233,19 +245,19 @@ class DeepCutSegmenter(BaseSegmenter):
         "n_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "two_stage": ["boolean"],
+        "foreground": [StrOptions(set(FOREGROUND_RULES))],
         "n_clusters_fg": [Interval(Integral, 1, None, closed="left"), None],
         "n_clusters_bg": [Interval(Integral, 1, None, closed="left")],
-        "crf": ["boolean"],
-        "crf_params": [dict, None],
         "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_clusters=2, *, loss="ncut", alpha=3.0, normalize="center",
                  n_epochs=None, learning_rate=1e-3, two_stage=False, n_clusters_fg=None,
-                 n_clusters_bg=1, crf=False, crf_params=None, max_patches=4096,
-                 random_state=None, n_jobs=None):
+                 n_clusters_bg=1, foreground="auto", refine="auto", refine_params=None,
+                 max_patches=4096, random_state=None, n_jobs=None):
         self.n_clusters = n_clusters
         self.loss = loss
         self.alpha = alpha
@@ -253,10 +265,11 @@ class DeepCutSegmenter(BaseSegmenter):
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
         self.two_stage = two_stage
+        self.foreground = foreground
         self.n_clusters_fg = n_clusters_fg
         self.n_clusters_bg = n_clusters_bg
-        self.crf = crf
-        self.crf_params = crf_params
+        self.refine = refine
+        self.refine_params = refine_params
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -305,7 +318,8 @@ class DeepCutSegmenter(BaseSegmenter):
             return SegmentResult(labels=labels.reshape(pf.grid_shape), details={
                 "n_segments": len(np.unique(labels)), "loss": loss})
         split, loss = self._cluster(F, 2, random_state)
-        foreground = border_background(split.reshape(pf.grid_shape)).ravel().astype(bool)
+        foreground = foreground_mask(split.reshape(pf.grid_shape), pf.attention,
+                                     self.foreground).ravel().astype(bool)
         labels = np.zeros(len(F), dtype=np.int64)
         details = {"loss": loss}
         offset = 0

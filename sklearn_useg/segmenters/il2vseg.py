@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..features import _resolve_device
 from ..graph import NORMALIZATIONS, grid_edges, normalize_features
-from ._base import BaseSegmenter, SegmentResult, pool_patches
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, pool_patches
 
 _EPS = 1e-10
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB -> grey (ITU-R BT.601)
@@ -301,13 +301,18 @@ class IL2VSegmenter(BaseSegmenter):
         leave ``F - b > 0`` almost everywhere and the codes collapse; centring makes
         the correlations signed (on CamVid, 16 images, 300 steps: mIoU at α=0 of 14.1
         with ``"center_l2"`` against 2.8 with ``"l2"``).
-    crf : bool, default=False
-        DenseCRF refinement (the paper applies it; needs the image).
-    crf_params : dict or None, default=None
-        Overrides of :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     device : str, default="auto"
         Torch device of the training; ``"auto"`` picks CUDA when available.
         Prediction runs on the CPU (a small head plus the NumPy FCM per image).
+    refine : {"auto", "superpixels", "crf"} or None, default="auto"
+        Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
+        ``"superpixels"`` gives each superpixel of the image the label most of its
+        pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
+        patch grid's labels as they are. ``"auto"``: superpixels when the features
+        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+    refine_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
+        :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     max_patches : int or None, default=4096
         Largest patch grid the method works on: bigger grids are average-pooled to
         fit (features and attention, aspect ratio kept) before the method runs, which
@@ -372,10 +377,9 @@ class IL2VSegmenter(BaseSegmenter):
         "feature_extractor": [HasMethods(["transform"]), None],
         "n_augmentations": [Interval(Integral, 0, None, closed="left")],
         "normalize": [StrOptions(set(NORMALIZATIONS))],
-        "crf": ["boolean"],
-        "crf_params": [dict, None],
         "device": [str],
         "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
@@ -386,7 +390,7 @@ class IL2VSegmenter(BaseSegmenter):
                  temperature=0.1, max_iter=300, batch_size=8, n_samples=256,
                  learning_rate=1e-4, centre_learning_rate=5e-4, ema_decay=0.998,
                  feature_extractor=None, n_augmentations=1, normalize="center_l2",
-                 crf=False, crf_params=None, device="auto", max_patches=4096,
+                 device="auto", refine="auto", refine_params=None, max_patches=4096,
                  random_state=None, n_jobs=None):
         self.n_classes = n_classes
         self.dim = dim
@@ -410,9 +414,9 @@ class IL2VSegmenter(BaseSegmenter):
         self.feature_extractor = feature_extractor
         self.n_augmentations = n_augmentations
         self.normalize = normalize
-        self.crf = crf
-        self.crf_params = crf_params
         self.device = device
+        self.refine = refine
+        self.refine_params = refine_params
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs

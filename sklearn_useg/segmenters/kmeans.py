@@ -7,7 +7,7 @@ from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..graph import NORMALIZATIONS, normalize_features
-from ._base import BaseSegmenter, SegmentResult
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
 
 
 class KMeansSegmenter(BaseSegmenter):
@@ -21,6 +21,15 @@ class KMeansSegmenter(BaseSegmenter):
         Feature normalisation before clustering.
     n_init : int, default=3
         k-means restarts.
+    refine : {"auto", "superpixels", "crf"} or None, default="auto"
+        Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
+        ``"superpixels"`` gives each superpixel of the image the label most of its
+        pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
+        patch grid's labels as they are. ``"auto"``: superpixels when the features
+        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+    refine_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
+        :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     max_patches : int or None, default=4096
         Largest patch grid the method works on: bigger grids are average-pooled to
         fit (features and attention, aspect ratio kept) before the method runs, which
@@ -48,15 +57,18 @@ class KMeansSegmenter(BaseSegmenter):
         "normalize": [StrOptions(set(NORMALIZATIONS))],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, n_clusters=5, *, normalize="l2", n_init=3, max_patches=4096,
-                 random_state=None, n_jobs=None):
+    def __init__(self, n_clusters=5, *, normalize="l2", n_init=3, refine="auto",
+                 refine_params=None, max_patches=4096, random_state=None, n_jobs=None):
         self.n_clusters = n_clusters
         self.normalize = normalize
         self.n_init = n_init
+        self.refine = refine
+        self.refine_params = refine_params
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..graph import contract_edges, grid_edges, normalize_features, quotient_edges
-from ._base import BaseSegmenter, SegmentResult, map_images
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, map_images
 
 _CHUNK = 1 << 22  # most entries of an (rows x n) affinity block computed at once
 _ROWS = 1 << 24  # most entries of the stored (s x n) mean affinity rows
@@ -280,6 +280,15 @@ class OAPSegmenter(BaseSegmenter):
         node's size and becomes an argmax for large nodes.
     device : str, default="cpu"
         Where the dense maths runs (``"cpu"``, ``"cuda"``, ``"auto"``).
+    refine : {"auto", "superpixels", "crf"} or None, default="auto"
+        Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
+        ``"superpixels"`` gives each superpixel of the image the label most of its
+        pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
+        patch grid's labels as they are. ``"auto"``: superpixels when the features
+        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+    refine_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
+        :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
     max_patches : int or None, default=4096
         Largest patch grid the method works on: bigger grids are average-pooled to
         fit (features and attention, aspect ratio kept) before the method runs, which
@@ -337,13 +346,14 @@ class OAPSegmenter(BaseSegmenter):
         "mean_pooling": ["boolean"],
         "device": [str],
         "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        **REFINE_CONSTRAINTS,
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
                  spatial_weight=0.4, sigma=0.07, min_size=5, level="semantic", layer=-1,
-                 normalize="center_l2", mean_pooling=True, device="cpu", max_patches=4096,
-                 n_jobs=None):
+                 normalize="center_l2", mean_pooling=True, device="cpu", refine="auto",
+                 refine_params=None, max_patches=4096, n_jobs=None):
         self.thresholds = thresholds
         self.feature_weight = feature_weight
         self.spatial_weight = spatial_weight
@@ -354,6 +364,8 @@ class OAPSegmenter(BaseSegmenter):
         self.normalize = normalize
         self.mean_pooling = mean_pooling
         self.device = device
+        self.refine = refine
+        self.refine_params = refine_params
         self.max_patches = max_patches
         self.n_jobs = n_jobs
 
