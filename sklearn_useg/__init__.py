@@ -4,7 +4,8 @@ estimators."""
 from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
-                      pixel_accuracy, segmentation_covering)
+                      pixel_accuracy, probabilistic_rand_index, segmentation_covering,
+                      variation_of_information)
 from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
                          KMeansSegmenter, OAPSegmenter)
 from .semantic import SemanticLabeler
@@ -24,6 +25,8 @@ __all__ = [
     "hungarian_miou",
     "pixel_accuracy",
     "segmentation_covering",
+    "probabilistic_rand_index",
+    "variation_of_information",
     "foreground_iou",
     "corloc",
     "make_segmentation_scorer",
