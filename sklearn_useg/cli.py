@@ -19,6 +19,11 @@ def _segmenters():
             if name.endswith("Segmenter") and name != "BaseSegmenter"}
 
 
+def parse_weights(text):
+    """``--weights`` value: 'none' is random weights (``None``), anything else as is."""
+    return None if text.lower() == "none" else text
+
+
 def _parse_param(text):
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -42,8 +47,7 @@ def segment(args):
         print(f"error: unknown --method {args.method!r}; choose from {sorted(methods)}",
               file=sys.stderr)
         return 2
-    weights = None if args.weights.lower() == "none" else args.weights
-    features = DinoFeatures(backbone=args.backbone, weights=weights,
+    features = DinoFeatures(backbone=args.backbone, weights=args.weights,
                             device=args.device, facet=args.facet)
     segmenter = methods[args.method](**dict(args.param))
     out = Path(args.out)
@@ -95,7 +99,7 @@ def main(argv=None):
     seg.add_argument("--param", action="append", type=_parse_param, default=[],
                      metavar="KEY=VALUE", help="method parameter (repeatable)")
     seg.add_argument("--backbone", default="dinov2_vits14")
-    seg.add_argument("--weights", default="auto",
+    seg.add_argument("--weights", default="auto", type=parse_weights,
                      help="checkpoint path, 'auto' ($SKLEARN_USEG_WEIGHTS, then the timm "
                           "hub) or 'none' (random weights)")
     seg.add_argument("--facet", default="token", choices=["token", "key", "query", "value"])
