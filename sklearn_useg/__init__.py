@@ -6,6 +6,7 @@ from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_mio
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
                       pixel_accuracy, probabilistic_rand_index, segmentation_covering,
                       variation_of_information)
+from .persistence import load_model, save_model
 from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
                          KMeansSegmenter, OAPSegmenter)
 from .semantic import SemanticLabeler
@@ -33,5 +34,7 @@ __all__ = [
     "make_miou_scorer",
     "miou_scorer",
     "dataset_miou_scorer",
+    "save_model",
+    "load_model",
     "__version__",
 ]
