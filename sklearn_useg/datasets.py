@@ -191,27 +191,33 @@ def _by_stem(files):
     return out
 
 
-def _paired_files(image_dir, image_suffixes, target_dir, target_suffixes, n_images):
-    """Sorted (image, target) path pairs matched by file stem, first ``n_images``.
+def _pair_stems(items, targets, item_dir, target_dir, n_images, what="image"):
+    """Pair ``{stem: path}`` dicts of items (images or predictions) and ground truths,
+    first ``n_images`` items in the order of ``items``.
 
-    Every image needs a target and every target an image; the error names the first
+    Every item needs a target and every target an item; the error names the first
     file without a partner.
     """
-    images = _by_stem(_list_files(image_dir, image_suffixes))
-    targets = _by_stem(_list_files(target_dir, target_suffixes))
     for stem, path in targets.items():
-        if stem not in images:
+        if stem not in items:
             raise FileNotFoundError(
-                f"No image named {stem!r} in {str(image_dir)!r} for the ground truth "
+                f"No {what} named {stem!r} in {str(item_dir)!r} for the ground truth "
                 f"{str(path)!r}.")
-    stems = list(images)[:n_images]
+    stems = list(items)[:n_images]
     for stem in stems:
         if stem not in targets:
             raise FileNotFoundError(
-                f"No ground truth named {stem!r} ({' or '.join(target_suffixes)}) in "
-                f"{str(target_dir)!r} for image {str(images[stem])!r}."
+                f"No ground truth named {stem!r} in {str(target_dir)!r} for the {what} "
+                f"{str(items[stem])!r}."
             )
-    return [(images[stem], targets[stem]) for stem in stems]
+    return [(items[stem], targets[stem]) for stem in stems]
+
+
+def _paired_files(image_dir, image_suffixes, target_dir, target_suffixes, n_images):
+    """Sorted (image, target) path pairs matched by file stem, first ``n_images``."""
+    return _pair_stems(_by_stem(_list_files(image_dir, image_suffixes)),
+                       _by_stem(_list_files(target_dir, target_suffixes)),
+                       image_dir, target_dir, n_images)
 
 
 def _unreadable(path, what, exc):
