@@ -195,7 +195,7 @@ TITLES = {
 def format_table(task, rows, n_test, n_train, *, split="val", folder=None):
     """A Markdown table of one task's rows (on ``folder``, your own images, if given)."""
     title = (TITLES[task].format(split=split) if folder is None else
-             f"{task_kind(task).capitalize()} task on {folder[0]} (masks {folder[1]})")
+             f"{task_kind(task).capitalize()} task on {folder[0]}, masks {folder[1]}")
     title += f" ({SCORES[task]})"
     metrics = list(rows[0][1]) if rows else []
     size = f"{n_test} images" + (f", {n_train} train images" if n_train else "")

@@ -60,8 +60,8 @@ def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
     assert f"task on {tmp_path / 'images'}" in table[0]
     assert table[2].startswith("4 images")
     assert table[4] == "| method | " + " | ".join(metrics) + " | s/image (fit + predict, CPU) |"
-    assert [row.split(" |")[0] for row in table[6:8]] == ["| kmeans (baseline)",
-                                                         "| felzenszwalb (baseline)"]
+    assert [row.split(" |")[0] for row in table[6:8]] == [
+        "| kmeans (baseline)", "| felzenszwalb (baseline)"]
     assert not (tmp_path / "docs").exists() and "wrote" not in out
 
 
