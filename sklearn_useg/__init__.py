@@ -4,7 +4,9 @@ estimators."""
 from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
-                      pixel_accuracy, segmentation_covering)
+                      pixel_accuracy, probabilistic_rand_index, segmentation_covering,
+                      variation_of_information)
+from .persistence import load_model, save_model
 from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
                          KMeansSegmenter, OAPSegmenter, SuperpixelSegmenter)
 from .semantic import SemanticLabeler
@@ -25,11 +27,15 @@ __all__ = [
     "hungarian_miou",
     "pixel_accuracy",
     "segmentation_covering",
+    "probabilistic_rand_index",
+    "variation_of_information",
     "foreground_iou",
     "corloc",
     "make_segmentation_scorer",
     "make_miou_scorer",
     "miou_scorer",
     "dataset_miou_scorer",
+    "save_model",
+    "load_model",
     "__version__",
 ]

@@ -2,10 +2,12 @@
 features, one Markdown table per task.
 
 Run it as ``python benchmarks/quality.py`` or ``sklearn-useg benchmark``; ``--help``
-lists the options (methods, datasets, subset size, backbone, weights, feature cache).
+lists the options (methods, datasets and split, or your own ``--folder``, subset size,
+backbone, weights, feature cache).
 """
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -13,6 +15,9 @@ from pathlib import Path
 
 
 TASKS = ("bsds", "horse", "camvid")
+SPLITS = ("train", "val", "test")
+# A folder of your own is scored like the bundled task of the same kind.
+FOLDER_TASKS = {"per-image": "bsds", "object": "horse", "dataset": "camvid"}
 METHODS = ("kmeans", "clasp", "oap", "deepcut", "acseg", "il2vseg",
            "felzenszwalb", "slic", "spectral")
 BASELINES = ("kmeans", "felzenszwalb", "slic", "spectral")
@@ -47,8 +52,10 @@ def _pixel_baseline(name, params):
     return PixelBaseline(params)
 
 
-def make_method(name, task, *, max_train_iters=None, random_state=0):
-    """The estimator benchmarked as ``name`` on ``task`` (defaults, seeded)."""
+def make_method(name, task, *, n_classes=CAMVID_CLASSES, max_train_iters=None,
+                random_state=0):
+    """The estimator benchmarked as ``name`` on ``task`` (defaults, seeded); IL2VSeg
+    predicts ``n_classes`` dataset-wide classes on the dataset-level task."""
     from . import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
                    KMeansSegmenter, OAPSegmenter)
 
@@ -68,7 +75,7 @@ def make_method(name, task, *, max_train_iters=None, random_state=0):
     if name == "il2vseg":
         est = IL2VSegmenter(random_state=random_state)
         if task == "camvid":
-            est.set_params(n_classes=CAMVID_CLASSES)
+            est.set_params(n_classes=n_classes)
         if max_train_iters is not None:
             est.set_params(max_iter=min(est.max_iter, max_train_iters))
         return est
@@ -81,15 +88,43 @@ def make_method(name, task, *, max_train_iters=None, random_state=0):
     raise ValueError(f"unknown method {name!r}; choose from {METHODS}.")
 
 
-def _load(task, n_images, data_home):
+def parse_folder(text):
+    """``IMAGES:MASKS`` as two paths (a Windows drive letter is not a separator)."""
+    match = re.fullmatch(r"((?:[A-Za-z]:)?[^:]+):((?:[A-Za-z]:)?[^:]+)", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"--folder expects IMAGES:MASKS, two folders, got {text!r}; the benchmark "
+            "scores against the masks (use 'sklearn-useg segment' for images alone)")
+    return match.groups()
+
+
+def _load(task, n_images, data_home, *, split="val", folder=None, ignore_index=None):
+    """(train, test) data of a task; train is None unless classes are learned across
+    images (CamVid's train split, or the folder's own images, used without labels)."""
     from . import datasets
 
+    if folder is not None:
+        test = datasets.load_image_folder(*folder, ignore_index=ignore_index,
+                                          binary=task == "horse", n_images=n_images)
+        return (test if task == "camvid" else None), test
     if task == "bsds":
-        return None, datasets.load_bsds500("val", data_home=data_home, n_images=n_images)
+        return None, datasets.load_bsds500(split, data_home=data_home, n_images=n_images)
     if task == "horse":
         return None, datasets.load_weizmann_horse(data_home=data_home, n_images=n_images)
     train = datasets.load_camvid("train", data_home=data_home, n_images=n_images)
-    return train, datasets.load_camvid("val", data_home=data_home, n_images=n_images)
+    return train, datasets.load_camvid(split, data_home=data_home, n_images=n_images)
+
+
+def _n_classes(data):
+    """Classes of a dataset-level task: CamVid's 11, or the labels in a folder's masks."""
+    import numpy as np
+
+    from .datasets import IGNORE_INDEX
+
+    if "class_names" in data:
+        return len(data.class_names)
+    labels = np.unique(np.concatenate([np.unique(t) for t in data.targets]))
+    return int(np.count_nonzero(labels != IGNORE_INDEX))
 
 
 def _score(task, targets, labels):
@@ -98,7 +133,9 @@ def _score(task, targets, labels):
 
     if task == "bsds":
         return {"mIoU": metrics.hungarian_miou(targets, labels),
-                "covering": metrics.segmentation_covering(targets, labels)}
+                "covering": metrics.segmentation_covering(targets, labels),
+                "PRI": metrics.probabilistic_rand_index(targets, labels),
+                "VoI": metrics.variation_of_information(targets, labels)}
     if task == "horse":
         masks = [border_background(lab) for lab in labels]
         return {"fg IoU": metrics.foreground_iou(targets, masks),
@@ -107,50 +144,62 @@ def _score(task, targets, labels):
             "pixel acc.": metrics.pixel_accuracy(targets, labels, matching="dataset")}
 
 
-def run_task(task, methods, extractor, *, n_images=None, data_home=None,
-             max_train_iters=None, progress=True):
+def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="val",
+             folder=None, ignore_index=None, max_train_iters=None, progress=True):
     """Score every method on one task; return (rows, n_test_images, n_train_images).
 
     Each row is ``(method, {metric: value}, seconds per test image)``. On CamVid,
     per-image methods are wrapped in :class:`~sklearn_useg.semantic.SemanticLabeler`
     (11 classes) fitted on the train images; IL2VSeg predicts 11 classes itself.
+    ``folder=(images, masks)`` replaces the task's dataset by your own, scored the same
+    way (on the dataset-level task, the classes are those of the masks and the methods
+    are fitted on the folder's images, without their labels).
     """
     from tqdm.auto import tqdm
 
     from .semantic import SemanticLabeler
 
-    train, test = _load(task, n_images, data_home)
+    train, test = _load(task, n_images, data_home, split=split, folder=folder,
+                        ignore_index=ignore_index)
+    n_classes = None if train is None else _n_classes(test)
     test_features = extractor.transform(test.images)
     train_features = None if train is None else extractor.transform(train.images)
     rows = []
     for name in tqdm(methods, desc=task, disable=not progress, file=sys.stderr):
-        est = make_method(name, task, max_train_iters=max_train_iters)
+        est = make_method(name, task, n_classes=n_classes, max_train_iters=max_train_iters)
         start = time.perf_counter()
         if train_features is None:
             labels = est.fit(test_features).predict(test_features)
         else:
             if name != "il2vseg":
-                est = SemanticLabeler(est, n_classes=CAMVID_CLASSES, random_state=0)
+                est = SemanticLabeler(est, n_classes=n_classes, random_state=0)
             labels = est.fit(train_features).predict(test_features)
         seconds = (time.perf_counter() - start) / len(test_features)
         rows.append((name, _score(task, test.targets, labels), seconds))
     return rows, len(test.images), 0 if train is None else len(train.images)
 
 
+SCORES = {
+    "bsds": "Hungarian mIoU per image, covering, probabilistic Rand index, variation of "
+            "information in bits (lower is better); mean over annotators",
+    "horse": "border rule; foreground IoU, CorLoc",
+    "camvid": "Hungarian mIoU over the dataset, pixel accuracy",
+}
 TITLES = {
-    "bsds": "Per-image segmentation, BSDS500 val (Hungarian mIoU per image, "
-            "covering; mean over annotators)",
-    "horse": "Single object, Weizmann horses (border rule; foreground IoU, CorLoc)",
-    "camvid": "Dataset-level semantic, CamVid val, fit on train (Hungarian mIoU over "
-              "the dataset, pixel accuracy; 11 classes)",
+    "bsds": "Per-image segmentation, BSDS500 {split}",
+    "horse": "Single object, Weizmann horses",
+    "camvid": "Dataset-level semantic, CamVid {split}, fit on train",
 }
 
 
-def format_table(task, rows, n_test, n_train):
-    """A Markdown table of one task's rows."""
+def format_table(task, rows, n_test, n_train, *, split="val", folder=None):
+    """A Markdown table of one task's rows (on ``folder``, your own images, if given)."""
+    title = (TITLES[task].format(split=split) if folder is None else
+             f"{task_kind(task).capitalize()} task on {folder[0]}, masks {folder[1]}")
+    title += f" ({SCORES[task]})"
     metrics = list(rows[0][1]) if rows else []
     size = f"{n_test} images" + (f", {n_train} train images" if n_train else "")
-    lines = [f"## {TITLES[task]}", "", f"{size}.", "",
+    lines = [f"## {title}", "", f"{size}.", "",
              "| method | " + " | ".join(metrics) + " | s/image (fit + predict, CPU) |",
              "| --- |" + " ---: |" * (len(metrics) + 1)]
     for name, scores, seconds in rows:
@@ -160,16 +209,39 @@ def format_table(task, rows, n_test, n_train):
     return "\n".join(lines)
 
 
+def task_kind(task):
+    """``"per-image"``, ``"object"`` or ``"dataset"``: how a task is scored."""
+    return next(kind for kind, name in FOLDER_TASKS.items() if name == task)
+
+
 def build_parser(prog="benchmarks/quality.py"):
+    from .cli import parse_weights
+
     parser = argparse.ArgumentParser(
         prog=prog, description="Quality of every method and baseline, one table per task.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--datasets", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--split", default="val", choices=SPLITS,
+                        help="BSDS500 and CamVid split scored (CamVid's methods are "
+                             "fitted on train); default: val")
+    parser.add_argument("--folder", type=parse_folder, default=None, metavar="IMAGES:MASKS",
+                        help="benchmark on your own folder of images and masks (paired "
+                             "by file stem, see sklearn_useg.datasets.load_image_folder) "
+                             "instead of --datasets")
+    parser.add_argument("--task", default="per-image", choices=list(FOLDER_TASKS),
+                        help="how --folder is scored: per-image segments (mIoU, covering, "
+                             "PRI, VoI), one object per image (non-zero mask = "
+                             "foreground), or classes shared by the dataset (fitted on "
+                             "the folder's images); default: per-image")
+    parser.add_argument("--ignore-index", type=int, default=None,
+                        help="mask value of unlabelled pixels in --folder (255 is always "
+                             "ignored)")
     parser.add_argument("--n-images", type=int, default=None,
                         help="first N images of each split (default: all)")
     parser.add_argument("--backbone", default="dinov2_vits14")
-    parser.add_argument("--weights", default="auto",
-                        help="checkpoint path or 'auto' ($SKLEARN_USEG_WEIGHTS, then hub)")
+    parser.add_argument("--weights", default="auto", type=parse_weights,
+                        help="checkpoint path, 'auto' ($SKLEARN_USEG_WEIGHTS, then hub) or "
+                             "'none' (random weights)")
     parser.add_argument("--resize", type=int, default=None,
                         help="short side of the images given to the backbone (default: "
                              "native size)")
@@ -181,8 +253,9 @@ def build_parser(prog="benchmarks/quality.py"):
     parser.add_argument("--max-train-iters", type=int, default=None,
                         help="cap ACSeg's n_iter and IL2VSeg's max_iter (CPU runs); "
                              "default: the methods' own defaults")
-    parser.add_argument("--out", default="docs/benchmarks.md",
-                        help="Markdown file written with the tables ('-' for none)")
+    parser.add_argument("--out", default=None,
+                        help="Markdown file written with the tables ('-' for none; "
+                             "default: docs/benchmarks.md, none with --folder)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -207,14 +280,18 @@ def main(argv=None, prog="benchmarks/quality.py"):
               "per test image cover fit (training, for ACSeg / IL2VSeg / SemanticLabeler) "
               "and predict, not feature extraction.", ""]
     tables = []
-    for task in args.datasets:
+    tasks = args.datasets if args.folder is None else [FOLDER_TASKS[args.task]]
+    out = args.out or ("docs/benchmarks.md" if args.folder is None else "-")
+    for task in tasks:
         rows, n_test, n_train = run_task(
             task, args.methods, extractor, n_images=args.n_images, data_home=args.data_home,
+            split=args.split, folder=args.folder, ignore_index=args.ignore_index,
             max_train_iters=args.max_train_iters, progress=not args.no_progress)
-        tables.append(format_table(task, rows, n_test, n_train))
+        tables.append(format_table(task, rows, n_test, n_train, split=args.split,
+                                   folder=args.folder))
         print(tables[-1] + "\n", flush=True)
-    if args.out != "-":
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(header) + "\n" + "\n\n".join(tables) + "\n")
-        print(f"wrote {args.out}")
+    if out != "-":
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("\n".join(header) + "\n" + "\n\n".join(tables) + "\n")
+        print(f"wrote {out}")
     return 0

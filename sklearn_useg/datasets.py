@@ -2,14 +2,18 @@
 
 The real-data loaders read datasets from a local folder (``data_home``); nothing is
 downloaded. The folder is given by the ``data_home`` argument or, when that is
-``None``, by the environment variable ``SKLEARN_USEG_DATA``. Expected layout::
+``None``, by the environment variable ``SKLEARN_USEG_DATA``. Expected layout (the
+standard layouts of the BSDS500 and SegNet CamVid releases)::
 
-    <data_home>/bsds500/images/{train,val}/*.jpg
-    <data_home>/bsds500/groundTruth/{train,val}/*.mat
+    <data_home>/bsds500/images/{train,val,test}/*.jpg
+    <data_home>/bsds500/groundTruth/{train,val,test}/*.mat
     <data_home>/weizmann_horse/images/horseNNN.jpg
     <data_home>/weizmann_horse/masks/horseNNN.png
-    <data_home>/camvid/{train,val}/*.png
-    <data_home>/camvid/{trainannot,valannot}/*.png
+    <data_home>/camvid/{train,val,test}/*.png
+    <data_home>/camvid/{trainannot,valannot,testannot}/*.png
+
+:func:`load_image_folder` reads any folder of images, with an optional folder of
+masks paired by file stem.
 
 The synthetic generators (:func:`make_segmentation_blobs`, :func:`make_color_blobs`)
 need no data and produce images with a known partition into spatially coherent,
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 from sklearn.utils import Bunch, check_random_state
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "load_bsds500",
     "load_weizmann_horse",
     "load_camvid",
+    "load_image_folder",
     "load_sample_images",
     "make_segmentation_blobs",
     "make_color_blobs",
@@ -148,42 +154,74 @@ def get_data_home(data_home=None):
     return path
 
 
-def _list_files(folder, suffix):
-    """Sorted list of files ending in ``suffix`` in ``folder``.
+def _list_files(folder, suffixes):
+    """Sorted list of the files in ``folder`` whose name ends in one of the tuple
+    ``suffixes`` (case-insensitive; hidden files are skipped).
 
     Raises FileNotFoundError naming the folder (and the env var) when it is
     missing or holds no matching file.
     """
     folder = Path(folder)
+    pattern = " or ".join(f"'*{suffix}'" for suffix in suffixes)
     if not folder.is_dir():
         raise FileNotFoundError(
             f"Dataset folder {str(folder)!r} not found. Check data_home or the "
             f"environment variable {_ENV_VAR}."
         )
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name.lower().endswith(suffixes))
     if not files:
         raise FileNotFoundError(
-            f"No '*{suffix}' files in {str(folder)!r}. Check data_home or the "
+            f"No {pattern} files in {str(folder)!r}. Check data_home or the "
             f"environment variable {_ENV_VAR}."
         )
     return files
 
 
-def _paired_files(image_dir, image_suffix, target_dir, target_suffix, n_images):
-    """Sorted (image, target) path pairs matched by file stem, first ``n_images``."""
-    images = _list_files(image_dir, image_suffix)
-    targets = {p.stem: p for p in _list_files(target_dir, target_suffix)}
-    if n_images is not None:
-        images = images[:n_images]
-    pairs = []
-    for img in images:
-        if img.stem not in targets:
+def _by_stem(files):
+    """``{stem: path}``, refusing two files with the same stem (which would be paired
+    ambiguously)."""
+    out = {}
+    for path in files:
+        if path.stem in out:
+            raise ValueError(f"Two files with the stem {path.stem!r} in "
+                             f"{str(path.parent)!r}: {out[path.stem].name!r} and "
+                             f"{path.name!r}; keep one.")
+        out[path.stem] = path
+    return out
+
+
+def _pair_stems(items, targets, item_dir, target_dir, n_images, what="image"):
+    """Pair ``{stem: path}`` dicts of items (images or predictions) and ground truths,
+    first ``n_images`` items in the order of ``items``.
+
+    Every item needs a target and every target an item; the error names the first
+    file without a partner.
+    """
+    for stem, path in targets.items():
+        if stem not in items:
             raise FileNotFoundError(
-                f"No ground truth '{img.stem}{target_suffix}' in {str(target_dir)!r} "
-                f"for image {str(img)!r}."
+                f"No {what} named {stem!r} in {str(item_dir)!r} for the ground truth "
+                f"{str(path)!r}.")
+    stems = list(items)[:n_images]
+    for stem in stems:
+        if stem not in targets:
+            raise FileNotFoundError(
+                f"No ground truth named {stem!r} in {str(target_dir)!r} for the {what} "
+                f"{str(items[stem])!r}."
             )
-        pairs.append((img, targets[img.stem]))
-    return pairs
+    return [(items[stem], targets[stem]) for stem in stems]
+
+
+def _paired_files(image_dir, image_suffixes, target_dir, target_suffixes, n_images):
+    """Sorted (image, target) path pairs matched by file stem, first ``n_images``."""
+    return _pair_stems(_by_stem(_list_files(image_dir, image_suffixes)),
+                       _by_stem(_list_files(target_dir, target_suffixes)),
+                       image_dir, target_dir, n_images)
+
+
+def _unreadable(path, what, exc):
+    return ValueError(f"Cannot read {str(path)!r} as {what}: {exc}")
 
 
 def _read_rgb(path, size=None):
@@ -192,24 +230,47 @@ def _read_rgb(path, size=None):
     If ``size=(H, W)`` is given and differs from the image size, the image is
     resized to it with bilinear interpolation.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None and (im.height, im.width) != tuple(size):
-            im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).copy()
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise _unreadable(path, "an image", exc) from exc
 
 
 def _read_label_png(path):
-    """Read a single-channel label PNG as a 2-D int32 array."""
-    from PIL import Image
+    """Read a label image as a 2-D int32 array: the indices of a palette image, the
+    values of a grey one, or the common value of an RGB(A) image whose colour
+    channels are equal."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        arr = np.asarray(im)
-    if arr.ndim == 3:  # label stored in an RGB(A) PNG: all channels equal
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise _unreadable(path, "a label image", exc) from exc
+    if arr.ndim == 3:  # label stored in an RGB(A) PNG: all colour channels equal
+        if (arr[..., 1:3] != arr[..., :1]).any():
+            raise ValueError(f"{str(path)!r} is a colour image, not a label map: save "
+                             "labels as a palette or greyscale PNG (one value per class).")
         arr = arr[..., 0]
     return arr.astype(np.int32)
+
+
+def _read_bsds_mat(path):
+    """The human segmentations of a BSDS ``.mat`` file (``groundTruth{i}.Segmentation``,
+    labels from 1) as a list of int32 maps with labels from 0."""
+    try:
+        gt = loadmat(path)["groundTruth"]
+        return [np.asarray(gt[0][i]["Segmentation"][0, 0], dtype=np.int32) - 1
+                for i in range(gt.shape[1])]
+    except (MatReadError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+        raise _unreadable(path, "a BSDS ground-truth file with a 'groundTruth' cell of "
+                                "structs holding 'Segmentation'", exc) from exc
 
 
 def _dataset_dir(data_home, *parts):
@@ -263,8 +324,8 @@ def load_bsds500(split="val", *, data_home=None, n_images=None):
 
     Parameters
     ----------
-    split : {"train", "val"}, default="val"
-        Which split to load (200 train or 100 val images).
+    split : {"train", "val", "test"}, default="val"
+        Which split to load (200 train, 100 val or 200 test images).
     data_home : str or path-like, default=None
         Folder holding ``bsds500/``; defaults to ``$SKLEARN_USEG_DATA``.
     n_images : int, default=None
@@ -287,19 +348,15 @@ def load_bsds500(split="val", *, data_home=None, n_images=None):
     FileNotFoundError
         If the data folder or files are missing.
     """
-    split = _check_split(split, ("train", "val"), "BSDS500")
+    split = _check_split(split, ("train", "val", "test"), "BSDS500")
     n_images = _check_n_images(n_images)
     root = _dataset_dir(data_home, "bsds500")
     pairs = _paired_files(
-        root / "images" / split, ".jpg", root / "groundTruth" / split, ".mat", n_images
+        root / "images" / split, (".jpg",), root / "groundTruth" / split, (".mat",), n_images
     )
     images, targets, names = [], [], []
     for img_path, gt_path in pairs:
-        gt = loadmat(gt_path)["groundTruth"]
-        maps = [
-            np.asarray(gt[0][i]["Segmentation"][0, 0], dtype=np.int32) - 1
-            for i in range(gt.shape[1])
-        ]
+        maps = _read_bsds_mat(gt_path)
         images.append(_read_rgb(img_path, size=maps[0].shape))
         targets.append(maps)
         names.append(img_path.stem)
@@ -337,7 +394,7 @@ def load_weizmann_horse(*, data_home=None, n_images=None):
     """
     n_images = _check_n_images(n_images)
     root = _dataset_dir(data_home, "weizmann_horse")
-    pairs = _paired_files(root / "images", ".jpg", root / "masks", ".png", n_images)
+    pairs = _paired_files(root / "images", (".jpg",), root / "masks", (".png",), n_images)
     images, targets, names = [], [], []
     for img_path, mask_path in pairs:
         mask = (_read_label_png(mask_path) > 0).astype(np.int32)
@@ -362,8 +419,9 @@ def load_camvid(split="train", *, data_home=None, n_images=None):
 
     Parameters
     ----------
-    split : {"train", "val"}, default="train"
-        Which split to load.
+    split : {"train", "val", "test"}, default="train"
+        Which split to load (367 train, 101 val or 233 test images in the standard
+        layout).
     data_home : str or path-like, default=None
         Folder holding ``camvid/``; defaults to ``$SKLEARN_USEG_DATA``.
     n_images : int, default=None
@@ -387,10 +445,11 @@ def load_camvid(split="train", *, data_home=None, n_images=None):
     FileNotFoundError
         If the data folder or files are missing.
     """
-    split = _check_split(split, ("train", "val"), "CamVid")
+    split = _check_split(split, ("train", "val", "test"), "CamVid")
     n_images = _check_n_images(n_images)
     root = _dataset_dir(data_home, "camvid")
-    pairs = _paired_files(root / split, ".png", root / f"{split}annot", ".png", n_images)
+    pairs = _paired_files(root / split, (".png",), root / f"{split}annot", (".png",),
+                          n_images)
     images, targets, names = [], [], []
     for img_path, ann_path in pairs:
         label = _read_label_png(ann_path)
@@ -410,6 +469,102 @@ def load_camvid(split="train", *, data_home=None, n_images=None):
         ignore_index=IGNORE_INDEX,
         DESCR=descr,
     )
+
+
+#: File types :func:`load_image_folder` reads as images, and as masks.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".mat")
+
+
+def _read_mask(path, ignore_index, binary):
+    """One mask file as a label map, or a list of maps for a BSDS ``.mat`` file."""
+    maps = _read_bsds_mat(path) if path.suffix.lower() == ".mat" else [_read_label_png(path)]
+    for label in maps:
+        void = None if ignore_index is None else label == ignore_index
+        if binary:
+            label[:] = label != 0
+        if void is not None:
+            label[void] = IGNORE_INDEX
+    return maps if path.suffix.lower() == ".mat" else maps[0]
+
+
+def load_image_folder(images, masks=None, *, ignore_index=None, binary=False,
+                      n_images=None):
+    """Load your own folder of images, with their ground-truth masks if you have them.
+
+    Images and masks are paired by file stem (``photos/cat.jpg`` with
+    ``masks/cat.png``), in filename order. A mask is a label image, one value per
+    segment or class (a palette PNG's indices, or a greyscale PNG's values), a
+    binary mask, or a BSDS-style ``.mat`` file holding several human segmentations
+    of the image (``groundTruth{i}.Segmentation``, labels from 1).
+
+    Parameters
+    ----------
+    images : str or path-like
+        Folder of images (:data:`IMAGE_SUFFIXES`: ``.jpg``, ``.png``, ...). Other
+        files, and hidden ones, are skipped.
+    masks : str or path-like, default=None
+        Folder of masks (:data:`MASK_SUFFIXES`), one per image with the image's
+        stem. ``None`` loads the images alone.
+    ignore_index : int or None, default=None
+        Mask value of pixels without ground truth (void, unlabelled; e.g. 11 in
+        SegNet's CamVid). They become :data:`IGNORE_INDEX` (255) in ``targets``,
+        which every metric leaves out. Masks that already mark such pixels 255 need
+        nothing here, except with ``binary=True``, where 255 would be foreground.
+    binary : bool, default=False
+        Read the masks as foreground masks: 0 is background (0), any other value
+        foreground (1); for 0/1 and 0/255 masks alike.
+    n_images : int, default=None
+        Load only the first ``n_images`` images (in filename order).
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``images`` : list of ``(H, W, 3)`` uint8 arrays (resized bilinearly to
+        their mask's size when they differ).
+        ``targets`` : only with ``masks``; per image an ``(H, W)`` int32 label map,
+        or for a ``.mat`` file a list of them (one per annotator, labels from 0).
+        ``filenames`` : list of str, the file stems.
+        ``ignore_index`` : int, 255 (only with ``masks``).
+        ``DESCR`` : str.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a folder is missing or holds no image (mask), or naming the first image
+        without a mask or mask without an image.
+    ValueError
+        Naming the first file that cannot be read, two files sharing a stem, or a
+        colour (RGB) mask, which has no label values.
+
+    Examples
+    --------
+    >>> from sklearn_useg.datasets import load_image_folder
+    >>> data = load_image_folder("photos", "masks")  # doctest: +SKIP
+    >>> len(data.images) == len(data.targets)  # doctest: +SKIP
+    True
+    """
+    n_images = _check_n_images(n_images)
+    if ignore_index is not None:
+        ignore_index = _check_int(ignore_index, "ignore_index", min_val=0)
+    if masks is None:
+        paths = list(_by_stem(_list_files(images, IMAGE_SUFFIXES)).values())[:n_images]
+        return Bunch(images=[_read_rgb(path) for path in paths],
+                     filenames=[path.stem for path in paths],
+                     DESCR=f"{len(paths)} images from {os.fspath(images)!r}, no masks.")
+    pairs = _paired_files(images, IMAGE_SUFFIXES, masks, MASK_SUFFIXES, n_images)
+    data, targets, names = [], [], []
+    for img_path, mask_path in pairs:
+        target = _read_mask(mask_path, ignore_index, bool(binary))
+        shape = (target[0] if isinstance(target, list) else target).shape
+        data.append(_read_rgb(img_path, size=shape))
+        targets.append(target)
+        names.append(img_path.stem)
+    kind = "binary foreground masks" if binary else "label masks"
+    descr = (f"{len(data)} images from {os.fspath(images)!r} with {kind} from "
+             f"{os.fspath(masks)!r} (ignored pixels: {IGNORE_INDEX}).")
+    return Bunch(images=data, targets=targets, filenames=names, ignore_index=IGNORE_INDEX,
+                 DESCR=descr)
 
 
 # --------------------------------------------------------------------------- #

@@ -49,6 +49,8 @@ __all__ = [
     "hungarian_miou",
     "pixel_accuracy",
     "segmentation_covering",
+    "probabilistic_rand_index",
+    "variation_of_information",
     "foreground_iou",
     "corloc",
     "make_segmentation_scorer",
@@ -584,6 +586,128 @@ def segmentation_covering(y_true, y_pred, ignore_index=255):
     return _aggregate(pairs, _one)[0]
 
 
+def _rand_index(conf):
+    """Rand index from a contingency table: the fraction of pixel pairs on which two
+    maps agree (both together or both apart), in O(k * l) for a k x l table."""
+    n = float(conf.sum())
+    if n < 2:  # no pair of pixels to disagree on
+        return 1.0
+    conf = conf.astype(np.float64)
+    apart_in_one = (np.square(conf.sum(axis=1)).sum() + np.square(conf.sum(axis=0)).sum()
+                    ) / 2 - np.square(conf).sum()
+    return float(1.0 - apart_in_one / (n * (n - 1) / 2))
+
+
+def probabilistic_rand_index(y_true, y_pred, ignore_index=255):
+    """Probabilistic Rand index (PRI) of the prediction against the annotators (BSDS).
+
+    The Rand index of two label maps is the fraction of pixel pairs on which they
+    agree: both maps put the two pixels in the same segment, or both in different
+    ones. The probabilistic Rand index of Unnikrishnan et al. weights each pair by
+    the fraction of annotators that keep it together, which equals the mean of the
+    Rand indices against each annotator: computed per annotation, averaged over the
+    annotations of an image, then over images, as in the BSDS500 benchmark
+    (Arbeláez et al., TPAMI 2011).
+
+    Parameters
+    ----------
+    y_true : list of (2-D array or list of 2-D arrays), or 2-D array
+        Ground-truth label maps (see :func:`hungarian_miou`).
+    y_pred : list of 2-D arrays, or 2-D array
+        Predicted label maps.
+    ignore_index : int or None, default=255
+        Ground-truth value of pixels excluded from the evaluation.
+
+    Returns
+    -------
+    float
+        PRI in [0, 1]; 1 when the prediction is the same partition as every
+        annotation (with any label ids). An annotation with a single pixel scores 1.
+
+    Raises
+    ------
+    ValueError
+        On invalid inputs or if every pixel is ignored.
+
+    See Also
+    --------
+    variation_of_information : the other BSDS region measure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> probabilistic_rand_index([np.array([[0, 0, 1, 1]])],
+    ...                          [np.array([[5, 5, 5, 7]])])
+    0.5
+    """
+    ignore_index = _check_ignore_index(ignore_index)
+    pairs = _check_inputs(y_true, y_pred)
+
+    def _one(gt, pred):
+        conf, _, _ = _confusion(gt, pred, ignore_index)
+        return np.nan if conf.shape[0] == 0 else _rand_index(conf)
+
+    return _aggregate(pairs, _one)[0]
+
+
+def variation_of_information(y_true, y_pred, ignore_index=255):
+    """Variation of information (VoI) between the prediction and the annotators (BSDS).
+
+    ``VoI(X, Y) = H(X | Y) + H(Y | X)`` in bits, from the joint distribution of the
+    labels of the two maps over the non-ignored pixels (Meilă, 2007): a distance
+    between partitions, 0 for the same partition, larger for worse ones, counting
+    under-segmentation (``H(X | Y)``) and over-segmentation (``H(Y | X)``) alike.
+    Computed with :func:`skimage.metrics.variation_of_information` per annotation,
+    averaged over the annotations of an image, then over images, as in the BSDS500
+    benchmark (Arbeláez et al., TPAMI 2011).
+
+    Parameters
+    ----------
+    y_true : list of (2-D array or list of 2-D arrays), or 2-D array
+        Ground-truth label maps (see :func:`hungarian_miou`).
+    y_pred : list of 2-D arrays, or 2-D array
+        Predicted label maps.
+    ignore_index : int or None, default=255
+        Ground-truth value of pixels excluded from the evaluation.
+
+    Returns
+    -------
+    float
+        VoI >= 0, in bits; lower is better (a scorer needs its negative).
+
+    Raises
+    ------
+    ValueError
+        On invalid inputs or if every pixel is ignored.
+
+    See Also
+    --------
+    probabilistic_rand_index : the other BSDS region measure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> variation_of_information([np.array([[0, 0, 1, 1]])],
+    ...                          [np.array([[0, 0, 0, 0]])])
+    1.0
+    """
+    from scipy import sparse
+    from skimage.metrics import variation_of_information as conditional_entropies
+
+    ignore_index = _check_ignore_index(ignore_index)
+    pairs = _check_inputs(y_true, y_pred)
+
+    def _one(gt, pred):
+        conf, _, _ = _confusion(gt, pred, ignore_index)
+        if conf.shape[0] == 0:
+            return np.nan
+        # scikit-image computes from a normalised table (ours skips ignored pixels)
+        table = sparse.csr_array(conf / conf.sum())
+        return float(conditional_entropies(gt, pred, table=table).sum())
+
+    return _aggregate(pairs, _one)[0]
+
+
 def foreground_iou(y_true, y_pred, ignore_index=255):
     """IoU of the binary foreground (non-zero labels), averaged over images.
 
@@ -735,6 +859,7 @@ _METRICS = {
     "hungarian_miou": hungarian_miou,
     "pixel_accuracy": pixel_accuracy,
     "segmentation_covering": segmentation_covering,
+    "probabilistic_rand_index": probabilistic_rand_index,
     "foreground_iou": foreground_iou,
     "corloc": corloc,
 }

@@ -23,6 +23,67 @@ def test_benchmark_rejects_unknown_method(capsys):
     assert exc.value.code == 2
 
 
+def _labelled_folder(tmp_path, kind):
+    """Four colour-blob images with label PNGs, binary masks or BSDS .mat files."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    images, labels = make_color_blobs(4, image_shape=(32, 48), n_segments=3, random_state=0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(tmp_path / f"images/{i}.jpg")
+        if kind == "mat":
+            gt = np.empty((1, 2), dtype=object)
+            for j, seg in enumerate([label + 1, np.ones_like(label)]):
+                gt[0, j] = {"Segmentation": seg.astype(np.uint16)}
+            savemat(tmp_path / f"masks/{i}.mat", {"groundTruth": gt})
+        else:
+            mask = (label == 0) * 255 if kind == "binary" else label
+            Image.fromarray(mask.astype(np.uint8)).save(tmp_path / f"masks/{i}.png")
+    return f"{tmp_path / 'images'}:{tmp_path / 'masks'}"
+
+
+@pytest.mark.parametrize("task, kind, metrics", [
+    ("per-image", "mat", ["mIoU", "covering", "PRI", "VoI"]),
+    ("object", "binary", ["fg IoU", "CorLoc"]),
+    ("dataset", "labels", ["mIoU", "pixel acc."]),
+])
+def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
+    folder = _labelled_folder(tmp_path, kind)
+    status = main(["benchmark", "--folder", folder, "--task", task, "--methods", "kmeans",
+                   "felzenszwalb", "--backbone", "test_vit", "--weights", "none",
+                   "--cache", str(tmp_path / "cache"), "--no-progress"])
+    assert status == 0
+    out = capsys.readouterr().out
+    table = out[out.index("## "):].splitlines()
+    assert f"task on {tmp_path / 'images'}" in table[0]
+    assert table[2].startswith("4 images")
+    assert table[4] == "| method | " + " | ".join(metrics) + " | s/image (fit + predict, CPU) |"
+    assert [row.split(" |")[0] for row in table[6:8]] == [
+        "| kmeans (baseline)", "| felzenszwalb (baseline)"]
+    assert not (tmp_path / "docs").exists() and "wrote" not in out
+
+
+def test_benchmark_test_split_and_folder_errors(tmp_path, monkeypatch, capsys):
+    from sklearn_useg.features import DinoFeatures
+
+    folder = _labelled_folder(tmp_path, "mat")
+    for sub in ("images", "groundTruth"):
+        (tmp_path / "bsds500" / sub).mkdir(parents=True)
+    (tmp_path / "images").rename(tmp_path / "bsds500/images/test")
+    (tmp_path / "masks").rename(tmp_path / "bsds500/groundTruth/test")
+    rows, n_test, n_train = _benchmark.run_task(
+        "bsds", ["slic"], DinoFeatures(backbone="test_vit", weights=None),
+        data_home=tmp_path, split="test", n_images=2, progress=False)
+    assert (n_test, n_train) == (2, 0) and rows[0][0] == "slic"
+    assert set(rows[0][1]) == {"mIoU", "covering", "PRI", "VoI"}
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--folder", folder.split(":")[0]])
+    assert "--folder expects IMAGES:MASKS" in capsys.readouterr().err
+    assert _benchmark.parse_folder("C:\\a:D:\\b") == ("C:\\a", "D:\\b")
+
+
 def test_format_table_marks_baselines():
     rows = [("clasp", {"mIoU": 0.5, "covering": 0.25}, 0.1),
             ("slic", {"mIoU": 0.125, "covering": 0.75}, 0.02)]

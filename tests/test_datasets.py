@@ -9,9 +9,11 @@ from scipy import ndimage
 from sklearn_useg.datasets import (
     CAMVID_CLASS_NAMES,
     _region_layout,
+    IGNORE_INDEX,
     get_data_home,
     load_bsds500,
     load_camvid,
+    load_image_folder,
     load_weizmann_horse,
     make_color_blobs,
     make_segmentation_blobs,
@@ -205,9 +207,9 @@ def test_missing_dataset_folder_names_path(tmp_path):
 
 def test_bad_split(tmp_path):
     with pytest.raises(ValueError, match="split"):
-        load_bsds500("test", data_home=tmp_path)
+        load_bsds500("testing", data_home=tmp_path)
     with pytest.raises(ValueError, match="split"):
-        load_camvid("test", data_home=tmp_path)
+        load_camvid("valid", data_home=tmp_path)
 
 
 def test_loaders_on_tiny_fake_tree(tmp_path):
@@ -242,6 +244,146 @@ def test_loaders_on_tiny_fake_tree(tmp_path):
     assert len(b.targets[0]) == 2
     assert b.targets[0][0].dtype == np.int32
     assert b.targets[0][0].max() == 0 and b.targets[0][1].max() == 1
+
+
+def _save_bsds_mat(path, segmentations):
+    """A ``.mat`` file in the BSDS layout: a 1 x n cell of structs with 'Segmentation'."""
+    from scipy.io import savemat
+
+    gt = np.empty((1, len(segmentations)), dtype=object)
+    for j, seg in enumerate(segmentations):
+        gt[0, j] = {"Segmentation": seg.astype(np.uint16),
+                    "Boundaries": np.zeros(seg.shape, bool)}
+    savemat(path, {"groundTruth": gt})
+
+
+def _save_image(path, shape, seed=0):
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    Image.fromarray(rng.randint(0, 256, shape + (3,), dtype=np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_test_splits_on_standard_layouts(tmp_path, split):
+    """``test`` reads the standard BSDS500 and CamVid layouts (tiny fake trees here)."""
+    from PIL import Image
+
+    for sub in (f"bsds500/images/{split}", f"bsds500/groundTruth/{split}",
+                f"camvid/{split}", f"camvid/{split}annot"):
+        (tmp_path / sub).mkdir(parents=True)
+    for stem in ("2018", "3096"):
+        _save_image(tmp_path / f"bsds500/images/{split}/{stem}.jpg", (6, 5))
+        _save_bsds_mat(tmp_path / f"bsds500/groundTruth/{split}/{stem}.mat",
+                       [np.ones((6, 5)), np.arange(30).reshape(6, 5) % 3 + 1])
+        _save_image(tmp_path / f"camvid/{split}/{stem}.png", (4, 7))
+        Image.fromarray(np.full((4, 7), 11, np.uint8)).save(
+            tmp_path / f"camvid/{split}annot/{stem}.png")
+    bsds = load_bsds500(split, data_home=tmp_path)
+    assert bsds.filenames == ["2018", "3096"] and split in bsds.DESCR
+    assert [len(maps) for maps in bsds.targets] == [2, 2]
+    np.testing.assert_array_equal(np.unique(bsds.targets[1][1]), [0, 1, 2])
+    camvid = load_camvid(split, data_home=tmp_path, n_images=1)
+    assert camvid.filenames == ["2018"] and (camvid.targets[0] == IGNORE_INDEX).all()
+
+
+def _folder(tmp_path, names, suffix=".jpg", shape=(6, 8)):
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    for i, name in enumerate(names):
+        _save_image(images / f"{name}{suffix}", shape, seed=i)
+    return images
+
+
+def test_load_image_folder_label_pngs(tmp_path):
+    """Palette and grey PNGs give their label values; an ignore value becomes 255."""
+    from PIL import Image
+
+    images = _folder(tmp_path, ["a", "b"])
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    labels = np.arange(48).reshape(6, 8) % 4
+    palette = Image.fromarray(labels.astype(np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [9] * 756)
+    palette.save(masks / "a.png")
+    Image.fromarray((labels * 2).astype(np.uint8), mode="L").save(masks / "b.png")
+    data = load_image_folder(images, masks)
+    assert data.filenames == ["a", "b"] and data.ignore_index == IGNORE_INDEX
+    assert data.images[0].shape == (6, 8, 3) and data.images[0].dtype == np.uint8
+    np.testing.assert_array_equal(data.targets[0], labels)
+    np.testing.assert_array_equal(data.targets[1], labels * 2)
+    assert data.targets[0].dtype == np.int32
+    data = load_image_folder(images, masks, ignore_index=6, n_images=2)
+    np.testing.assert_array_equal(data.targets[1], np.where(labels == 3, 255, labels * 2))
+    assert len(load_image_folder(images, masks, n_images=1).images) == 1
+
+
+@pytest.mark.parametrize("foreground", [1, 255])
+def test_load_image_folder_binary_masks(tmp_path, foreground):
+    from PIL import Image
+
+    images = _folder(tmp_path, ["horse"], suffix=".png", shape=(5, 9))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    fg = np.zeros((4, 6), bool)
+    fg[1:3, 2:5] = True
+    Image.fromarray(fg.astype(np.uint8) * foreground).save(masks / "horse.png")
+    data = load_image_folder(images, masks, binary=True)
+    np.testing.assert_array_equal(data.targets[0], fg)
+    assert data.images[0].shape == (4, 6, 3)  # resized to the mask
+
+
+def test_load_image_folder_mat_and_images_only(tmp_path):
+    images = _folder(tmp_path, ["x", "y"])
+    masks = tmp_path / "gt"
+    masks.mkdir()
+    first, second = np.ones((6, 8)), np.repeat([1, 2], 24).reshape(6, 8)
+    for stem in ("x", "y"):
+        _save_bsds_mat(masks / f"{stem}.mat", [first, second, second])
+    data = load_image_folder(images, masks)
+    assert [len(maps) for maps in data.targets] == [3, 3]
+    np.testing.assert_array_equal(data.targets[0][1], second - 1)
+    only = load_image_folder(images)
+    assert only.filenames == ["x", "y"] and "targets" not in only
+    np.testing.assert_array_equal(only.images[1], data.images[1])
+
+
+def test_load_image_folder_errors_name_the_file(tmp_path):
+    from PIL import Image
+
+    images = _folder(tmp_path, ["a", "b"])
+    (images / "notes.txt").write_text("skipped: not an image type")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(masks / "a.png")
+    with pytest.raises(FileNotFoundError, match=r"No ground truth named 'b'.*b\.jpg"):
+        load_image_folder(images, masks)
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(masks / "b.png")
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(masks / "c.png")
+    with pytest.raises(FileNotFoundError, match=r"No image named 'c'.*c\.png"):
+        load_image_folder(images, masks)
+    (masks / "c.png").unlink()
+    (masks / "b.png").write_text("not a png")
+    with pytest.raises(ValueError, match=r"Cannot read .*b\.png"):
+        load_image_folder(images, masks)
+    Image.fromarray(np.full((6, 8, 3), [0, 0, 9], np.uint8)).save(masks / "b.png")
+    with pytest.raises(ValueError, match=r"b\.png.* colour image"):
+        load_image_folder(images, masks)
+    (masks / "b.png").unlink()
+    (masks / "b.mat").write_text("not a mat file")
+    with pytest.raises(ValueError, match=r"Cannot read .*b\.mat"):
+        load_image_folder(images, masks)
+    (images / "b.jpg").write_text("not a jpeg")
+    with pytest.raises(ValueError, match=r"Cannot read .*b\.jpg' as an image"):
+        load_image_folder(images)
+    _save_image(images / "a.png", (6, 8))
+    with pytest.raises(ValueError, match="Two files with the stem 'a'"):
+        load_image_folder(images)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No '\\*\\.jpg' or"):
+        load_image_folder(tmp_path / "empty")
+    with pytest.raises(ValueError, match="ignore_index"):
+        load_image_folder(images, masks, ignore_index=-1)
 
 
 # --------------------------------------------------------------------------- #

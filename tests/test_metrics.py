@@ -21,7 +21,9 @@ from sklearn_useg.metrics import (
     make_segmentation_scorer,
     miou_scorer,
     pixel_accuracy,
+    probabilistic_rand_index,
     segmentation_covering,
+    variation_of_information,
 )
 
 A = np.array
@@ -320,6 +322,7 @@ MATCHED_METRICS = {
     "acc_image": partial(pixel_accuracy, matching="image"),
     "acc_dataset": partial(pixel_accuracy, matching="dataset"),
     "covering": segmentation_covering,
+    "pri": probabilistic_rand_index,
 }
 ALL_METRICS = dict(MATCHED_METRICS, fg_iou=foreground_iou)
 
@@ -371,7 +374,7 @@ def test_prop_relabel_invariance(name, data, mapping):
     assert fn(gts, [mapping[p] for p in preds]) == fn(gts, preds)
 
 
-@pytest.mark.parametrize("name", ["miou_image", "acc_image", "covering"])
+@pytest.mark.parametrize("name", ["miou_image", "acc_image", "covering", "pri"])
 @HSET
 @given(data=map_pairs(), perms=st.lists(st.permutations(range(5)),
                                         min_size=3, max_size=3))
@@ -392,6 +395,69 @@ def test_prop_ignore_pixels_have_no_effect(name, data, seed):
                for g, p in zip(gts, preds)]
     fn = ALL_METRICS[name]
     assert fn(gts, changed) == fn(gts, preds)
+
+
+@HSET
+@given(data=map_pairs(), perms=st.lists(st.permutations(range(5)), min_size=3,
+                                        max_size=3))
+def test_prop_voi_distance(data, perms):
+    """VoI is 0 on identical maps, >= 0, invariant to relabelling and ignored pixels."""
+    gts, preds = data
+    assert variation_of_information(gts, [g.copy() for g in gts]) == pytest.approx(0.0)
+    voi = variation_of_information(gts, preds)
+    assert voi >= 0
+    relabelled = [np.asarray(perm)[p] for perm, p in zip(perms, preds)]
+    assert variation_of_information(gts, relabelled) == pytest.approx(voi)
+    changed = [np.where(g == 255, 7, p) for g, p in zip(gts, preds)]
+    assert variation_of_information(gts, changed) == pytest.approx(voi)
+
+
+@HSET
+@given(data=map_pairs())
+def test_prop_pri_and_voi_agree_with_references(data):
+    """Per image: PRI is scikit-learn's Rand index, VoI scikit-image's; both symmetric."""
+    from skimage.metrics import variation_of_information as skimage_voi
+    from sklearn.metrics import rand_score
+
+    for gt, pred in zip(*data):
+        if (gt == 255).all():
+            continue
+        keep = gt != 255
+        assert probabilistic_rand_index(gt, pred) == pytest.approx(
+            rand_score(gt[keep], pred[keep]))
+        assert variation_of_information(gt, pred) == pytest.approx(
+            skimage_voi(gt, pred, ignore_labels=[255]).sum())
+        full = np.where(keep, gt, 3)
+        assert probabilistic_rand_index(full, pred) == pytest.approx(
+            probabilistic_rand_index(pred, full))
+        assert variation_of_information(full, pred) == pytest.approx(
+            variation_of_information(pred, full))
+
+
+def test_pri_voi_hand_computed():
+    # gt 0 0 1 1 / pred 5 5 5 7: of the 6 pixel pairs, (0,1), (0,3), (1,3) agree
+    gt, pred = A([[0, 0, 1, 1]]), A([[5, 5, 5, 7]])
+    assert probabilistic_rand_index([gt], [pred]) == 0.5
+    # joint p = (1/2, 1/4, 1/4): VoI = 2 H(joint) - H(gt) - H(pred)
+    h_pred = -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25))
+    assert variation_of_information([gt], [pred]) == pytest.approx(2 * 1.5 - 1 - h_pred)
+    # one segment against two halves: 4 of the 6 pairs split, 1 bit of entropy
+    assert probabilistic_rand_index([gt], [np.zeros_like(gt)]) == pytest.approx(2 / 6)
+    assert variation_of_information([gt], [np.zeros_like(gt)]) == 1.0
+    # a single evaluated pixel has no pair to disagree on
+    assert probabilistic_rand_index([A([[0, 255]])], [A([[1, 2]])]) == 1.0
+
+
+def test_pri_voi_average_annotators_then_images():
+    gt, pred = A([[0, 0, 1, 1]]), A([[5, 5, 5, 7]])
+    annotators = [gt, np.zeros_like(gt)]  # image 0: the mean over its two annotators
+    y_true, y_pred = [annotators, gt], [pred, gt]
+    expected = (np.mean([0.5, probabilistic_rand_index(annotators[1], pred)]) + 1) / 2
+    assert probabilistic_rand_index(y_true, y_pred) == pytest.approx(expected)
+    expected = np.mean([variation_of_information(a, pred) for a in annotators]) / 2
+    assert variation_of_information(y_true, y_pred) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="ignore_index"):
+        variation_of_information([A([[255]])], [A([[0]])])
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """BaseSegmenter: the shared fit/predict machinery of every method."""
 
+import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +21,29 @@ REFINE_CONSTRAINTS = {
     "refine": [StrOptions({"auto", *REFINEMENTS}), None],
     "refine_params": [dict, None],
 }
+
+
+_SHOW_TRAINING = ContextVar("sklearn_useg_show_training", default=False)
+
+
+@contextmanager
+def training_progress(enabled=True):
+    """Within this context, the training loops of ACSeg and IL2VSeg show a tqdm progress
+    bar with the loss on standard error (only when it is a terminal)."""
+    token = _SHOW_TRAINING.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _SHOW_TRAINING.reset(token)
+
+
+def training_bar(n_steps, name):
+    """A tqdm bar over ``n_steps`` training steps, shown inside :func:`training_progress`
+    on a terminal; update it with ``bar.set_postfix(loss=...)`` and ``bar.update()``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n_steps, desc=name, unit="step", file=sys.stderr, leave=False,
+                disable=None if _SHOW_TRAINING.get() else True)
 
 
 def pool_patches(pf, max_patches):

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..features import _resolve_device
 from ..graph import NORMALIZATIONS, normalize_features, soft_modularity_loss
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, training_bar
 
 _SIMILARITIES = "acseg_similarities"  # PatchFeatures.extra key of predict's batched pass
 
@@ -244,6 +244,7 @@ class ACSegSegmenter(BaseSegmenter):
         self.loss_curve_ = []
         start = time.perf_counter()
         self.module_.train()
+        bar = training_bar(self.n_iter, "ACSeg")
         for it in range(self.n_iter):
             if position + batch_size > len(order):
                 order, position = random_state.permutation(len(features)), 0
@@ -255,9 +256,12 @@ class ACSegSegmenter(BaseSegmenter):
             loss.backward()
             optimizer.step()
             self.loss_curve_.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{self.loss_curve_[-1]:.4f}", refresh=False)
+            bar.update()
             if self.verbose and it % max(1, self.n_iter // 10) == 0:
                 print(f"[ACSeg] iteration {it}/{self.n_iter}: loss "
                       f"{self.loss_curve_[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
+        bar.close()
         self.module_.eval()
         self.fit_time_ = time.perf_counter() - start
 
@@ -272,10 +276,15 @@ class ACSegSegmenter(BaseSegmenter):
 
     def __setstate__(self, state):
         if "module_" in state:
+            import torch
+
             module = _build_acg(state["n_prototypes"], state["n_features_in_"],
                                 state["n_layers"], state["n_heads"], state["ffn_dim"])
             module.load_state_dict(state["module_"])
-            state = dict(state, module_=module.to(state["device_"]).eval())
+            device = state["device_"]
+            if device.type == "cuda" and not torch.cuda.is_available():
+                device = torch.device("cpu")  # fitted on a GPU, loaded without one
+            state = dict(state, module_=module.to(device).eval(), device_=device)
         super().__setstate__(state)
 
     def similarities(self, X):

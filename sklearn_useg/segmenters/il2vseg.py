@@ -15,7 +15,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..features import _resolve_device
 from ..graph import NORMALIZATIONS, grid_edges, normalize_features
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, pool_patches
+from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, pool_patches, \
+    training_bar
 
 _EPS = 1e-10
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB -> grey (ITU-R BT.601)
@@ -492,6 +493,7 @@ class IL2VSegmenter(BaseSegmenter):
 
         n_img = len(features)
         losses = []
+        bar = training_bar(self.max_iter, "IL2VSeg")
         for _ in range(self.max_iter):
             batch = torch.randperm(n_img, generator=gen)[:self.batch_size].tolist()
             partners = torch.randint(n_img, (len(batch),), generator=gen).tolist()
@@ -547,6 +549,9 @@ class IL2VSegmenter(BaseSegmenter):
                 ema.mul_(self.ema_decay).add_(F.normalize(local, dim=1),
                                               alpha=1 - self.ema_decay)
             losses.append(total.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            bar.update()
+        bar.close()
         self.head_ = head.cpu().eval()
         self.local_centres_ = F.normalize(local.detach(), dim=1).cpu().numpy()
         # zero-started EMA: its bias correction is a positive scalar, absorbed here
