@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
+from sklearn_useg import PatchFeatures
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.graph import normalize_features
 from sklearn_useg.metrics import hungarian_miou, miou_scorer
@@ -189,3 +190,27 @@ def test_real_two_way_foreground_and_k_less_cc(bsds_small, bsds_small_features):
     cc = DeepCutSegmenter(8, loss="cc", n_epochs=20, random_state=0)
     _, details = cc.fit(features).predict(features, return_details=True)
     assert all(d["n_segments"] >= 2 for d in details)
+
+
+def test_two_stage_foreground_rule_follows_the_attention():
+    # the left two thirds touch most of the border (the border rule calls them
+    # background), but the CLS attention falls on them: a close-up object
+    rng = np.random.RandomState(0)
+    h, w = 10, 15
+    part = np.zeros((h, w), int)
+    part[:, 10:] = 1
+    centres = np.array([[3.0, 0, 0, 0], [0, 3.0, 0, 0]])
+    features = (centres[part] + 0.1 * rng.randn(h, w, 4)).astype(np.float32)
+    attention = np.where(part == 0, 1.0, 0.1)[None].repeat(2, axis=0).astype(np.float32)
+    pf = PatchFeatures(features=features, image_shape=(h * 14, w * 14), attention=attention,
+                       patch_size=14, stride=14)
+    seg = DeepCutSegmenter(two_stage=True, n_clusters_fg=1, random_state=0)
+    by_attention = seg.fit_predict([pf])[0]
+    by_border = seg.set_params(foreground="border").fit_predict([pf])[0]
+    cells = by_attention[7::14, 7::14]  # one pixel per patch
+    assert np.array_equal(cells == cells[0, 0], part == 0)
+    # background is stage label 0, foreground the next: the rules swap them
+    np.testing.assert_array_equal(by_attention, 1 - by_border)
+    assert cells[0, 0] == 1
+    with pytest.raises(ValueError, match="needs the CLS attention"):
+        seg.set_params(foreground="attention").fit_predict([features])

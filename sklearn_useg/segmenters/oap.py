@@ -265,9 +265,15 @@ class OAPSegmenter(BaseSegmenter):
         graph (see :meth:`predict_hierarchy`); in the label maps of :meth:`predict`
         each is given to the most similar reported mask (an adjacent one for
         instances, so every instance stays one connected region).
-    level : {"semantic", "instance"}, default="semantic"
-        Which masks :meth:`predict` returns.
-    layer : int, default=-1
+    level : {"semantic", "instance"}, default="instance"
+        Which masks :meth:`predict` returns. Algorithm 1 returns the masks of every
+        layer (:meth:`predict_hierarchy`); :meth:`predict` returns one. The default,
+        the finest instance layer, suits scenes: on BSDS500 val (key facet,
+        ``refine="auto"``) it scores 21.5 mIoU / 53.9 covering with ~10 segments per
+        image, against 12.2 / 47.2 for the last semantic layer (2-3 segments);
+        ``layer=1`` gives 20.0 / 54.3. For a few large parts per image take
+        ``level="semantic"``.
+    layer : int, default=0
         Which layer :meth:`predict` returns (index into ``thresholds``; -1 = last).
     normalize : {"center_l2", "l2"}, default="center_l2"
         Feature normalisation. The paper L2-normalises DINO v1 keys (``"l2"``). The
@@ -351,7 +357,7 @@ class OAPSegmenter(BaseSegmenter):
     }
 
     def __init__(self, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
-                 spatial_weight=0.4, sigma=0.07, min_size=5, level="semantic", layer=-1,
+                 spatial_weight=0.4, sigma=0.07, min_size=5, level="instance", layer=0,
                  normalize="center_l2", mean_pooling=True, device="cpu", refine="auto",
                  refine_params=None, max_patches=4096, n_jobs=None):
         self.thresholds = thresholds
