@@ -1,4 +1,4 @@
-"""Draw the README's overlay figure: the sample photos through each training-free method.
+"""Draw the README's overlay figure: the sample photos through the training-free methods.
 
     SKLEARN_USEG_WEIGHTS=... python docs/readme_figure.py
 
@@ -9,11 +9,12 @@ public-domain samples, so the figure can ship with the repository).
 from pathlib import Path
 
 from sklearn_useg import (CLASPSegmenter, DeepCutSegmenter, DinoFeatures, KMeansSegmenter,
-                          OAPSegmenter)
+                          OAPSegmenter, SuperpixelSegmenter)
 from sklearn_useg.datasets import load_sample_images
 from sklearn_useg.plotting import plot_segmentations
 
-METHODS = {
+METHODS = {  # defaults: labels refined to the image's edges (refine="auto")
+    "Superpixel (12 segments)": SuperpixelSegmenter(n_segments=12),
     "CLASP": CLASPSegmenter(random_state=0),
     "OAP": OAPSegmenter(),
     "DeepCut (2-way)": DeepCutSegmenter(n_clusters=2, random_state=0),

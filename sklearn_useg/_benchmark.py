@@ -151,7 +151,8 @@ def _score(task, targets, labels, features):
 
 
 def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="val",
-             folder=None, ignore_index=None, max_train_iters=None, progress=True):
+             folder=None, ignore_index=None, max_train_iters=None, refine="default",
+             progress=True):
     """Score every method on one task; return (rows, n_test_images, n_train_images).
 
     Each row is ``(method, {metric: value}, seconds per test image)``. On CamVid,
@@ -162,6 +163,7 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
     are fitted on the folder's images, without their labels).
     Features come from ``extractor`` (CLS attention included, for the horse task's
     foreground rule), with the facet of :data:`FACETS` for the methods paired with one.
+    ``refine`` sets every segmenter's ``refine`` (``"default"`` keeps each one's own).
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -181,6 +183,8 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
                                else facet_extractor.transform(train.images))
         test_features, train_features = features[facet]
         est = make_method(name, task, n_classes=n_classes, max_train_iters=max_train_iters)
+        if refine != "default" and "refine" in est.get_params():
+            est.set_params(refine=refine)
         start = time.perf_counter()
         if train_features is None:
             labels = est.fit(test_features).predict(test_features)
@@ -271,6 +275,9 @@ def build_parser(prog="benchmarks/quality.py"):
     parser.add_argument("--out", default=None,
                         help="Markdown file written with the tables ('-' for none; "
                              "default: docs/benchmarks.md, none with --folder)")
+    parser.add_argument("--refine", default="default",
+                        choices=["default", "none", "auto", "superpixels", "crf"],
+                        help="every segmenter's refine parameter (default: each one's own)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -288,12 +295,13 @@ def main(argv=None, prog="benchmarks/quality.py"):
     size = "native size" if args.resize is None else f"short side {args.resize}"
     training = ("" if args.max_train_iters is None else
                 f" (ACSeg / IL2VSeg training capped at {args.max_train_iters} iterations)")
+    refine = "" if args.refine == "default" else f", refine={args.refine!r}"
     header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
               f"Backbone `{args.backbone}`, token facet (OAP: key facet, its pairing), "
-              f"{size}, CPU; every method with its defaults{training}. Baselines: k-means "
-              f"(k=5), felzenszwalb {FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and spectral "
-              f"= spectral clustering of the feature cosine affinity with a fixed K "
-              f"{SPECTRAL_K}. Seconds "
+              f"{size}, CPU; every method with its defaults{training}{refine}. Baselines: "
+              f"k-means (k=5), felzenszwalb {FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and "
+              f"spectral = spectral clustering of the feature cosine affinity with a fixed "
+              f"K {SPECTRAL_K}. Seconds "
               "per test image cover fit (training, for ACSeg / IL2VSeg / SemanticLabeler) "
               "and predict, not feature extraction.", ""]
     tables = []
@@ -303,7 +311,9 @@ def main(argv=None, prog="benchmarks/quality.py"):
         rows, n_test, n_train = run_task(
             task, args.methods, extractor, n_images=args.n_images, data_home=args.data_home,
             split=args.split, folder=args.folder, ignore_index=args.ignore_index,
-            max_train_iters=args.max_train_iters, progress=not args.no_progress)
+            max_train_iters=args.max_train_iters,
+            refine=None if args.refine == "none" else args.refine,
+            progress=not args.no_progress)
         tables.append(format_table(task, rows, n_test, n_train, split=args.split,
                                    folder=args.folder))
         print(tables[-1] + "\n", flush=True)

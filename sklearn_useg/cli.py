@@ -208,7 +208,9 @@ def main(argv=None):
                           "parameters and feature settings replace the options below; "
                           "--device still applies)")
     for command in (fit_, seg):
-        command.add_argument("--method", default="kmeans", help="segmentation method")
+        command.add_argument("--method", default="superpixel",
+                             help="segmentation method (default: superpixel, the best "
+                                  "per-image method in docs/benchmarks.md)")
         command.add_argument("--param", action="append", type=_parse_param, default=[],
                              metavar="KEY=VALUE", help="method parameter (repeatable)")
         command.add_argument("--backbone", default="dinov2_vits14")

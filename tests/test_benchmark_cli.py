@@ -46,7 +46,7 @@ def _labelled_folder(tmp_path, kind):
 
 @pytest.mark.parametrize("task, kind, metrics", [
     ("per-image", "mat", ["mIoU", "covering", "PRI", "VoI"]),
-    ("object", "binary", ["fg IoU", "CorLoc"]),
+    ("object", "binary", ["fg IoU", "CorLoc", "fg IoU, border rule"]),
     ("dataset", "labels", ["mIoU", "pixel acc."]),
 ])
 def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
