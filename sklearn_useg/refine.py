@@ -106,6 +106,13 @@ def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640)
     ndarray of shape (H, W), int64
         Superpixel ids ``0..s-1``.
     """
+    regions = _superpixels_at_working_size(image, scale, sigma, min_area, max_side)
+    return upsample_labels(regions, np.asarray(image).shape[:2]).astype(np.int64)
+
+
+def _superpixels_at_working_size(image, scale, sigma, min_area, max_side):
+    """:func:`superpixels` before the upsampling: on the image downscaled to
+    ``max_side``."""
     from skimage import segmentation
 
     image = np.asarray(image)
@@ -119,10 +126,7 @@ def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640)
         small = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
             size, Image.BILINEAR))
     min_size = max(1, int(round(min_area * small.shape[0] * small.shape[1])))
-    regions = segmentation.felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size)
-    if small is not image:
-        regions = upsample_labels(regions, (H, W))
-    return regions.astype(np.int64)
+    return segmentation.felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size)
 
 
 def vote_superpixels(labels, regions):
@@ -173,7 +177,9 @@ def refine_labels(image, labels, method, params=None, *, keep_labels=False):
     labels : ndarray of shape (H, W), int
         Labels to refine.
     method : {"superpixels", "crf"}
-        :func:`vote_superpixels` on :func:`superpixels`, or :func:`dense_crf`.
+        :func:`vote_superpixels` on :func:`superpixels`, or :func:`dense_crf`. Images
+        larger than the superpixels' ``max_side`` are voted on at that size (labels
+        sampled with nearest neighbours) and the result is upsampled back.
     params : dict, optional
         Overrides of :data:`SUPERPIXEL_DEFAULTS` or :data:`CRF_DEFAULTS`.
     keep_labels : bool, default=False
@@ -184,10 +190,16 @@ def refine_labels(image, labels, method, params=None, *, keep_labels=False):
     ndarray of shape (H, W), int32
     """
     check_refine_params(method, params)
-    params = params or {}
-    if method == "superpixels":
-        return vote_superpixels(labels, superpixels(image, **params))
-    return dense_crf(image, labels, keep_labels=keep_labels, **params)
+    if method == "crf":
+        return dense_crf(image, labels, keep_labels=keep_labels, **(params or {}))
+    # vote at the superpixels' working size: memory stays bounded for large photos
+    params = {**SUPERPIXEL_DEFAULTS, **(params or {})}
+    regions = _superpixels_at_working_size(image, **params)
+    labels = np.asarray(labels)
+    if regions.shape == labels.shape:
+        return vote_superpixels(labels, regions)
+    return upsample_labels(vote_superpixels(upsample_labels(labels, regions.shape), regions),
+                           labels.shape)
 
 
 def check_refine_params(method, params):

@@ -15,8 +15,7 @@ def test_segment_writes_pngs_and_lists_failures(tmp_path, capsys):
     bad.write_text("not an image")
     out = tmp_path / "out"
     status = main(["segment", str(good), str(bad), "--out", str(out), "--backbone",
-                   "test_vit", "--weights", "none", "--param", "n_clusters=3",
-                   "--param", "random_state=0"])
+                   "test_vit", "--weights", "none", "--param", "n_segments=3"])
     assert status == 1
     labels = np.asarray(Image.open(out / "good_labels.png"))
     assert labels.shape == (48, 64) and labels.max() <= 2
