@@ -14,7 +14,7 @@ from sklearn_useg.datasets import load_sample_images
 from sklearn_useg.plotting import plot_segmentations
 
 METHODS = {  # defaults: labels refined to the image's edges (refine="auto")
-    "Superpixel (12 segments)": SuperpixelSegmenter(n_segments=12),
+    "Superpixel": SuperpixelSegmenter(n_segments=12),  # 40 by default: too busy here
     "CLASP": CLASPSegmenter(random_state=0),
     "OAP": OAPSegmenter(),
     "DeepCut (2-way)": DeepCutSegmenter(n_clusters=2, random_state=0),
