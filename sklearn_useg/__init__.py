@@ -8,7 +8,8 @@ from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_mio
                       variation_of_information)
 from .persistence import load_model, save_model
 from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
-                         KMeansSegmenter, OAPSegmenter, SuperpixelSegmenter)
+                         KMeansSegmenter, OAPDistillSegmenter, OAPSegmenter,
+                         SuperpixelSegmenter)
 from .semantic import SemanticLabeler
 
 __version__ = "0.1.0.dev0"
@@ -22,6 +23,7 @@ __all__ = [
     "ACSegSegmenter",
     "IL2VSegmenter",
     "OAPSegmenter",
+    "OAPDistillSegmenter",
     "SuperpixelSegmenter",
     "SemanticLabeler",
     "hungarian_miou",

@@ -18,10 +18,10 @@ TASKS = ("bsds", "horse", "camvid")
 SPLITS = ("train", "val", "test")
 # A folder of your own is scored like the bundled task of the same kind.
 FOLDER_TASKS = {"per-image": "bsds", "object": "horse", "dataset": "camvid"}
-METHODS = ("kmeans", "clasp", "oap", "deepcut", "superpixel", "acseg", "il2vseg",
-           "felzenszwalb", "slic", "spectral")
+METHODS = ("kmeans", "clasp", "oap", "oapdistill", "deepcut", "superpixel", "acseg",
+           "il2vseg", "felzenszwalb", "slic", "spectral")
 # The feature facet each method is paired with (the token facet otherwise).
-FACETS = {"oap": "key"}
+FACETS = {"oap": "key", "oapdistill": "key"}
 BASELINES = ("kmeans", "felzenszwalb", "slic", "spectral")
 # Fixed K of the "deep spectral" baseline (spectral clustering of the cosine affinity
 # of the features with a given number of segments) per task.
@@ -59,7 +59,7 @@ def make_method(name, task, *, n_classes=CAMVID_CLASSES, max_train_iters=None,
     """The estimator benchmarked as ``name`` on ``task`` (defaults, seeded); IL2VSeg
     predicts ``n_classes`` dataset-wide classes on the dataset-level task."""
     from . import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VSegmenter,
-                   KMeansSegmenter, OAPSegmenter, SuperpixelSegmenter)
+                   KMeansSegmenter, OAPDistillSegmenter, OAPSegmenter, SuperpixelSegmenter)
 
     if name == "kmeans":
         return KMeansSegmenter(random_state=random_state)
@@ -67,6 +67,11 @@ def make_method(name, task, *, n_classes=CAMVID_CLASSES, max_train_iters=None,
         return CLASPSegmenter(random_state=random_state)
     if name == "oap":
         return OAPSegmenter()
+    if name == "oapdistill":
+        est = OAPDistillSegmenter(random_state=random_state)
+        if max_train_iters is not None:
+            est.set_params(n_iter=min(est.n_iter, max_train_iters))
+        return est
     if name == "deepcut":
         return DeepCutSegmenter(random_state=random_state)
     if name == "superpixel":
@@ -270,7 +275,8 @@ def build_parser(prog="benchmarks/quality.py"):
     parser.add_argument("--data-home", default=None,
                         help="datasets folder (default: $SKLEARN_USEG_DATA)")
     parser.add_argument("--max-train-iters", type=int, default=None,
-                        help="cap ACSeg's n_iter and IL2VSeg's max_iter (CPU runs); "
+                        help="cap ACSeg's and OAPDistill's n_iter and IL2VSeg's max_iter "
+                             "(CPU runs); "
                              "default: the methods' own defaults")
     parser.add_argument("--out", default=None,
                         help="Markdown file written with the tables ('-' for none; "
@@ -294,7 +300,8 @@ def main(argv=None, prog="benchmarks/quality.py"):
         sys.argv[1:] if argv is None else argv)
     size = "native size" if args.resize is None else f"short side {args.resize}"
     training = ("" if args.max_train_iters is None else
-                f" (ACSeg / IL2VSeg training capped at {args.max_train_iters} iterations)")
+                f" (ACSeg / OAPDistill / IL2VSeg training capped at {args.max_train_iters} "
+                "iterations)")
     refine = "" if args.refine == "default" else f", refine={args.refine!r}"
     header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
               f"Backbone `{args.backbone}`, token facet (OAP: key facet, its pairing), "
@@ -302,7 +309,8 @@ def main(argv=None, prog="benchmarks/quality.py"):
               f"k-means (k=5), felzenszwalb {FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and "
               f"spectral = spectral clustering of the feature cosine affinity with a fixed "
               f"K {SPECTRAL_K}. Seconds "
-              "per test image cover fit (training, for ACSeg / IL2VSeg / SemanticLabeler) "
+              "per test image cover fit (training, for ACSeg / OAPDistill / IL2VSeg / "
+              "SemanticLabeler) "
               "and predict, not feature extraction.", ""]
     tables = []
     tasks = args.datasets if args.folder is None else [FOLDER_TASKS[args.task]]

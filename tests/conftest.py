@@ -19,12 +19,17 @@ except ImportError:  # pragma: no cover - hypothesis is in the test extra
 
 def _cheap_segmenters():
     from sklearn_useg import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter,
-                              IL2VSegmenter, KMeansSegmenter, OAPSegmenter, SemanticLabeler)
+                              IL2VSegmenter, KMeansSegmenter, OAPDistillSegmenter, OAPSegmenter,
+                              SemanticLabeler)
 
     return {
         "kmeans": lambda: KMeansSegmenter(3, n_init=1, random_state=0),
         "clasp": lambda: CLASPSegmenter(max_segments=4, n_init=1, random_state=0),
         "oap": lambda: OAPSegmenter(thresholds=(0.8, 0.5), min_size=2),
+        "oap_distill": lambda: OAPDistillSegmenter(
+            OAPSegmenter(thresholds=(0.8, 0.5), min_size=2), n_iter=2, batch_size=2, dim=8,
+            n_heads=2, adapter_dim=4, ffn_dim=8, head_dim=4, n_prototypes=4, device="cpu",
+            random_state=0),
         "deepcut": lambda: DeepCutSegmenter(n_clusters=3, n_epochs=3, random_state=0),
         "acseg": lambda: ACSegSegmenter(3, n_layers=1, n_heads=1, ffn_dim=8, n_iter=2,
                                         batch_size=2, device="cpu", random_state=0),

@@ -7,8 +7,9 @@ from .deepcut import DeepCutSegmenter
 from .il2vseg import IL2VSegmenter
 from .kmeans import KMeansSegmenter
 from .oap import OAPSegmenter
+from .oap_training import OAPDistillSegmenter
 from .superpixel import SuperpixelSegmenter
 
 __all__ = ["BaseSegmenter", "SegmentResult", "KMeansSegmenter", "CLASPSegmenter",
            "DeepCutSegmenter", "ACSegSegmenter",
-           "IL2VSegmenter", "OAPSegmenter", "SuperpixelSegmenter"]
+           "IL2VSegmenter", "OAPSegmenter", "OAPDistillSegmenter", "SuperpixelSegmenter"]
