@@ -556,7 +556,6 @@ class OAPDistillSegmenter(BaseSegmenter):
     def _step_image(self, x, shape, pooling, thresholds, rng):
         """Losses of one image (its teacher pass and the student's local views), and the
         teacher's raw head outputs (for the centre)."""
-
         pseudo, targets, raw = self._teacher_outputs(x, shape, pooling, thresholds)
         adapted = self._student.adapter(x).reshape(*shape, -1)
         mask_loss = sd_loss = 0.0
