@@ -9,10 +9,38 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..features import _resolve_device
-from ..graph import NORMALIZATIONS, normalize_features, soft_modularity_loss
+from ..graph import NORMALIZATIONS, modularity_graph, normalize_features, \
+    soft_modularity_loss
 from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, training_bar
 
 _SIMILARITIES = "acseg_similarities"  # PatchFeatures.extra key of predict's batched pass
+_GRAPH_CACHE_BYTES = 2**30  # per-image modularity graphs kept through fit, at most
+_SPREAD_IMAGES = 32  # training images concept_spread_ is measured on
+
+
+def _cross_attention(attention, c, x, padding=None):
+    """``attention(c, x, x)`` of an ``nn.MultiheadAttention``, without projecting ``x``.
+
+    The ``n`` patches are never projected to keys and values: per head ``h``, the
+    logits are ``(q_h W_k,h) xᵀ / √d_h`` (the key bias adds one constant per query,
+    which the softmax ignores) and the output ``(a_h x) W_v,hᵀ + b_v,h`` (each row of
+    ``a_h`` sums to 1). Same result and gradients in ``O(k n d)`` per head instead of
+    the ``O(n d²)`` of the projections, for ``k`` queries ``c`` (B, k, d) and patches
+    ``x`` (B, n, d); ``padding`` (B, n) is True on padding patches.
+    """
+    B, k, d = c.shape
+    H = attention.num_heads
+    dh = d // H
+    W_q, W_k, W_v = attention.in_proj_weight.chunk(3)
+    b_q, _, b_v = attention.in_proj_bias.chunk(3)
+    q = (c @ W_q.T + b_q).view(B, k, H, dh).transpose(1, 2)          # (B, H, k, dh)
+    query = (q @ W_k.view(H, dh, d)).reshape(B, H * k, d)              # heads as rows
+    logits = query @ x.transpose(1, 2) / dh ** 0.5                     # (B, H k, n)
+    if padding is not None:
+        logits = logits.masked_fill(padding[:, None, :], float("-inf"))
+    pooled = (logits.softmax(-1) @ x).view(B, H, k, d)
+    heads = pooled @ W_v.view(H, dh, d).transpose(1, 2) + b_v.view(H, 1, dh)
+    return attention.out_proj(heads.transpose(1, 2).reshape(B, k, d))
 
 
 def _build_acg(n_prototypes, n_features, n_layers, n_heads, ffn_dim):
@@ -35,8 +63,7 @@ def _build_acg(n_prototypes, n_features, n_layers, n_heads, ffn_dim):
             self.norms = nn.ModuleList(nn.LayerNorm(n_features) for _ in range(3))
 
         def forward(self, c, x, padding):
-            c = self.norms[0](c + self.cross(c, x, x, key_padding_mask=padding,
-                                             need_weights=False)[0])
+            c = self.norms[0](c + _cross_attention(self.cross, c, x, padding))
             c = self.norms[1](c + self.self_attn(c, c, c, need_weights=False)[0])
             return self.norms[2](c + self.ffn(c))
 
@@ -220,8 +247,47 @@ class ACSegSegmenter(BaseSegmenter):
         """Cosine similarities (B, n, k) of the patches to their image's concepts."""
         import torch.nn.functional as F
 
-        concepts = self.module_(X, padding=None if bool(mask.all()) else ~mask)
+        concepts = self._concepts(X, mask)
         return F.normalize(X, dim=-1) @ F.normalize(concepts, dim=-1).transpose(1, 2)
+
+    def _concepts(self, X, mask):
+        """The ACG's concepts (B, k, d); it sees the rows scaled to norm ``√d``."""
+        return self.module_(X * np.sqrt(X.shape[-1]) if self.normalize in ("l2", "center_l2")
+                            else X, padding=None if bool(mask.all()) else ~mask)
+
+    def concept_spread(self, X):
+        """How much the refined concepts vary across images (a collapse diagnostic).
+
+        For each prototype, ``1 - `` the mean cosine between its refined concepts in
+        two different images, averaged over prototypes: 0 when the concepts do not
+        depend on the image (the cross-attention does nothing), up to 2.
+
+        Parameters
+        ----------
+        X : list of PatchFeatures or ndarray of shape (h, w, d)
+            Per-image features (at least two images).
+
+        Returns
+        -------
+        float
+        """
+        import torch
+        import torch.nn.functional as F
+
+        check_is_fitted(self, "module_")
+        features = self._check_input(X)
+        if len(features) < 2:
+            raise ValueError("concept_spread needs at least two images.")
+        concepts = []
+        with torch.no_grad():
+            for start in range(0, len(features), self.batch_size):
+                X_b, mask = self._batch(features[start:start + self.batch_size],
+                                        self.device_)
+                concepts.append(F.normalize(self._concepts(X_b, mask), dim=-1).cpu())
+        C = torch.cat(concepts).double()  # (N, k, d)
+        N = len(C)
+        mean_cos = ((C.sum(0) ** 2).sum(-1) - N) / (N * (N - 1))  # per prototype
+        return float(1 - mean_cos.mean())
 
     def _fit(self, features, random_state):
         import torch
@@ -240,6 +306,7 @@ class ACSegSegmenter(BaseSegmenter):
         optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.learning_rate,
                                       weight_decay=self.weight_decay)
         batch_size = min(self.batch_size, len(features))
+        graphs = self._graph_cache(features)
         order, position = random_state.permutation(len(features)), 0
         self.loss_curve_ = []
         start = time.perf_counter()
@@ -248,10 +315,12 @@ class ACSegSegmenter(BaseSegmenter):
         for it in range(self.n_iter):
             if position + batch_size > len(order):
                 order, position = random_state.permutation(len(features)), 0
-            batch = [features[i] for i in order[position:position + batch_size]]
+            chosen = order[position:position + batch_size]
             position += batch_size
-            X, mask = self._batch(batch, self.device_)
-            loss = soft_modularity_loss(X, self._similarities(X, mask), mask).mean()
+            X, mask = self._batch([features[i] for i in chosen], self.device_)
+            loss = soft_modularity_loss(X, self._similarities(X, mask), mask,
+                                        graph=self._batch_graph(graphs, chosen, X, mask))
+            loss = loss.mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -264,6 +333,40 @@ class ACSegSegmenter(BaseSegmenter):
         bar.close()
         self.module_.eval()
         self.fit_time_ = time.perf_counter() - start
+        if len(features) > 1:
+            chosen = random_state.permutation(len(features))[:_SPREAD_IMAGES]
+            self.concept_spread_ = self.concept_spread([features[i] for i in chosen])
+        else:
+            self.concept_spread_ = float("nan")
+
+    def _graph_cache(self, features):
+        """Each image's modularity graph ``(w, 2m)``, computed once (None past the cap)."""
+        import torch
+
+        graphs, size = [], 0
+        with torch.no_grad():
+            for pf in features:
+                size += 4 * pf.n_patches ** 2
+                if size > _GRAPH_CACHE_BYTES:
+                    graphs.append(None)
+                    continue
+                X, mask = self._batch([pf], self.device_)
+                w, two_m = modularity_graph(X, mask)
+                graphs.append((w[0], two_m[0]))
+        return graphs
+
+    def _batch_graph(self, graphs, chosen, X, mask):
+        """The mini-batch's graph ``(w, 2m)`` from the cache, padded to ``X``."""
+        import torch
+
+        if any(graphs[i] is None for i in chosen):
+            with torch.no_grad():
+                return modularity_graph(X, mask)
+        w = X.new_zeros(X.shape[0], X.shape[1], X.shape[1])
+        for b, i in enumerate(chosen):
+            n = len(graphs[i][0])
+            w[b, :n, :n] = graphs[i][0]
+        return w, torch.stack([graphs[i][1] for i in chosen])
 
     def __getstate__(self):
         # the module's classes are built in fit (torch is imported lazily), so pickle
