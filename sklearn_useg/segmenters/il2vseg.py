@@ -408,6 +408,17 @@ class IL2VSegmenter(BaseSegmenter):
     so an image need not contain every class); score them with
     ``hungarian_miou(..., matching="dataset")``.
 
+    Measured on CamVid val (fit on the 92 train images, 11 classes, 300 steps, no
+    augmented views, ``refine=None``, dataset-level Hungarian mIoU / pixel accuracy,
+    ``benchmarks/il2vseg.py --n-augmentations 0``): the former head (linear then MLP
+    in series, per-image ``"center_l2"`` rows at unit norm) 14.6 / 45.6; rows at norm
+    ``√d`` 15.0 / 57.8; the summed head 19.4 / 61.7; dataset centring (the defaults)
+    20.2 / 62.6 (19.6 / 61.5 at ``predict_alpha=0``, 16.2 / 45.0 at 1). Same
+    features: k-means with 11 clusters over all training patches 20.4 / 50.3,
+    ``SemanticLabeler(KMeansSegmenter(), n_classes=11)`` 20.9 / 60.3. 600 steps:
+    20.3 / 62.5 (no gain). Training on one thread of a shared 2-core CPU: 223 s for
+    the 300 steps (while a test suite shared the CPU), 154 s for 600 steps alone.
+
     Examples
     --------
     >>> from sklearn_useg import IL2VSegmenter
