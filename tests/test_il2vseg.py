@@ -189,6 +189,20 @@ def test_prop_output_shape_dtype_labels(h, w, d, k, with_image, seed):
     assert all(np.array_equal(a, b) for a, b in zip(labels, again))
 
 
+@pytest.mark.parametrize("teacher, fusion", [(True, "permutation"), (False, "majority")])
+def test_teacher_and_majority_fusion_train_and_predict(teacher, fusion):
+    X, y = _colour_dataset(3, seed=5)
+    seg = IL2VSegmenter(n_classes=3, teacher=teacher, fusion=fusion, random_state=0,
+                        **FAST).fit(X)
+    labels, details = seg.predict(X, return_details=True)
+    assert np.all(np.isfinite(seg.loss_curve_)) and seg.class_margin_ > 0
+    for lab, d in zip(labels, details):
+        assert lab.dtype == np.int32 and 0 <= lab.min() and lab.max() < 3
+        assert d["cluster_classes"].shape == (3,)
+        if fusion == "permutation":  # one-to-one
+            assert sorted(d["cluster_classes"]) == [0, 1, 2]
+
+
 def test_random_state_changes_training():
     X, _ = _colour_dataset(2, seed=4)
     a = IL2VSegmenter(n_classes=3, random_state=0, **FAST).fit(X)
@@ -215,6 +229,7 @@ def test_augmented_views_through_feature_extractor():
     ({"color_sigma": 0}, ValueError), ({"temperature": 0}, ValueError),
     ({"ema_decay": 1.0}, ValueError), ({"n_samples": 1}, ValueError),
     ({"normalize": "zscore"}, ValueError), ({"feature_extractor": "dino"}, ValueError),
+    ({"fusion": "hungarian"}, ValueError), ({"teacher": "yes"}, ValueError),
     ({"refine_params": {"bogus": 1}}, ValueError), ({"max_iter": 2.5}, (ValueError, TypeError)),
 ])
 def test_invalid_params(params, error):
