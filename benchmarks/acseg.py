@@ -35,6 +35,10 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--n-prototypes", type=int, default=5)
     parser.add_argument("--normalize", default="center_l2", help="ACG feature normalisation")
+    parser.add_argument("--region-embedding", default="mean", choices=["mean", "cls"],
+                        help="SemanticLabeler's region embedding (cls: the paper's)")
+    parser.add_argument("--refine", default="none", choices=["none", "auto"],
+                        help="refine setting of every segmenter (auto: superpixels)")
     parser.add_argument("--skip-bsds", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -42,28 +46,36 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    refine = None if args.refine == "none" else args.refine
+
     def acg():
         return ACSegSegmenter(args.n_prototypes, n_iter=args.n_iter,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
-                              normalize=args.normalize, device="cpu", random_state=args.seed)
+                              normalize=args.normalize, device="cpu", refine=refine,
+                              random_state=args.seed)
 
-    extractor = DinoFeatures(memory=args.cache)  # token facet, native resolution
+    # token facet, native resolution; CLS attention kept, as benchmarks/quality.py does
+    # (the same feature cache)
+    extractor = DinoFeatures(memory=args.cache, return_attention=True)
     train_b, val_b = (load_camvid(s, n_images=args.n_images) for s in ("train", "val"))
     train, val = extractor.transform(train_b.images), extractor.transform(val_b.images)
     print(f"CamVid: {len(train)} train / {len(val)} val images, grid {train[0].grid_shape}, "
           f"ACG n_iter={args.n_iter}, batch_size={args.batch_size}, "
           f"lr={args.learning_rate:g}, n_prototypes={args.n_prototypes}, "
-          f"normalize={args.normalize}, seed={args.seed}, "
+          f"normalize={args.normalize}, region_embedding={args.region_embedding}, "
+          f"refine={args.refine}, seed={args.seed}, "
           f"torch threads={torch.get_num_threads()}\n")
 
     k = 11
     rows = [("k-means-11 (all train patches)",
              *dataset_scores(val_b.targets, kmeans_dataset_baseline(train, val, k, args.seed)))]
-    sem_km = SemanticLabeler(KMeansSegmenter(5), n_classes=k, random_state=args.seed)
+    sem_km = SemanticLabeler(KMeansSegmenter(5, refine=refine), n_classes=k,
+                             random_state=args.seed)
     _, t_sem_km = timed(sem_km.fit, train)
     rows.append(("SemanticLabeler(KMeansSegmenter(5))",
                  *dataset_scores(val_b.targets, sem_km.predict(val))))
-    sem_acg = SemanticLabeler(acg(), n_classes=k, random_state=args.seed)
+    sem_acg = SemanticLabeler(acg(), n_classes=k, region_embedding=args.region_embedding,
+                              device="cpu", random_state=args.seed)
     _, t_sem_acg = timed(sem_acg.fit, train)
     seg = sem_acg.segmenter_
     rows.append(("SemanticLabeler(ACSegSegmenter())",
@@ -77,10 +89,11 @@ def main(argv=None):
     n_seg = [d["n_segments"] for d in details]
     print(f"ACG segments per val image: median {np.median(n_seg):.0f}, "
           f"range {min(n_seg)}-{max(n_seg)}; loss {seg.loss_curve_[0]:.3f} -> "
-          f"{np.mean(seg.loss_curve_[-10:]):.3f} (mean of last 10)\n")
+          f"{np.mean(seg.loss_curve_[-10:]):.3f} (mean of last 10); concept_spread_ "
+          f"{seg.concept_spread_:.3f}\n")
 
     # speed: ACG inference vs per-image k-means, same features, features excluded
-    km5 = KMeansSegmenter(5, random_state=args.seed).fit(val[:1])
+    km5 = KMeansSegmenter(5, refine=refine, random_state=args.seed).fit(val[:1])
     names = ["ACG similarities (batched forward only)",
              "ACG predict (forward + upsampling to image)",
              "KMeansSegmenter(5) predict (per image)"]
@@ -109,7 +122,8 @@ def main(argv=None):
     bsds_val = extractor.transform(bsds_val_b.images)
     acg_b = acg().fit(bsds_train)
     print("| BSDS500 val, per-image | mIoU (%) |\n| --- | --- |")
-    for name, est in [("KMeansSegmenter(5)", KMeansSegmenter(5, random_state=args.seed)),
+    for name, est in [("KMeansSegmenter(5)", KMeansSegmenter(5, refine=refine,
+                                                              random_state=args.seed)),
                       (f"ACSegSegmenter (ACG trained on {len(bsds_train)} train images)",
                        acg_b)]:
         pred = est.predict(bsds_val) if est is acg_b else est.fit_predict(bsds_val)

@@ -56,7 +56,8 @@ def main(argv=None):
 
     train_b = load_camvid("train", n_images=args.n_images)
     val_b = load_camvid("val", n_images=args.n_images)
-    extractor = TimedExtractor(DinoFeatures(memory=args.cache))
+    # CLS attention kept, as benchmarks/quality.py does (the same feature cache)
+    extractor = TimedExtractor(DinoFeatures(memory=args.cache, return_attention=True))
     train = extractor.transform(train_b.images)
     val = extractor.transform(val_b.images)
     k = 11
@@ -119,6 +120,7 @@ def main(argv=None):
         print(f"| IL2VSeg predict, α={a:g} | {s:.1f} images/s |")
     print(f"| final training loss | {seg.loss_curve_[-1]:.3f} "
           f"(first {seg.loss_curve_[0]:.3f}) |")
+    print(f"| class_margin_ (training patches) | {seg.class_margin_:.3f} |")
 
 
 if __name__ == "__main__":

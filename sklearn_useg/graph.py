@@ -229,50 +229,105 @@ def eigengap_elbow(eigenvalues):
     return int(np.argmax(dist)) + 2
 
 
-def soft_modularity_loss(X, S, mask=None, chunk_size=256):
-    """Negative soft modularity of assignments ``S`` on the cosine graph of ``X`` (torch).
+def modularity_graph(X, mask=None):
+    """The data terms of the soft modularity of :func:`soft_modularity_loss` (torch).
 
-    ACSeg's loss (Li et al., CVPR 2023): with ``A_ij = max(0, cos(x_i, x_j))``,
-    degrees ``k_i = Σ_j A_ij``, ``2m = Σ_ij A_ij``, ``w_ij = A_ij - k_i k_j / 2m``,
-    ``S̄ = max(0, S)`` and ``δ_ij = max_c S̄_ic S̄_jc``,
-    ``L = -(1 / 2m) Σ_ij w_ij δ_ij``. Differentiable in ``S`` (and ``X``). The
-    ``n x n x k`` products are formed ``chunk_size`` rows at a time.
+    They depend on the features only, so a training loop computes them once per image.
 
     Parameters
     ----------
     X : torch.Tensor of shape (B, n, d)
         Node features of ``B`` graphs (rows need not be normalised).
+    mask : torch.Tensor of shape (B, n), bool, optional
+        Valid nodes (padding rows are ``False``); all valid when omitted.
+
+    Returns
+    -------
+    w : torch.Tensor of shape (B, n, n)
+        ``w_ij = A_ij - k_i k_j / 2m`` (zero on padding rows and columns).
+    two_m : torch.Tensor of shape (B,)
+        ``2m = Σ_ij A_ij``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    Xn = F.normalize(X, dim=-1)
+    if mask is not None:
+        Xn = Xn * mask.to(X.dtype)[..., None]
+    A = (Xn @ Xn.transpose(1, 2)).clamp_min(0)
+    degrees = A.sum(-1)
+    two_m = degrees.sum(-1).clamp_min(torch.finfo(X.dtype).tiny)
+    return A - degrees[:, :, None] * degrees[:, None, :] / two_m[:, None, None], two_m
+
+
+def _max_product_sum(S, w):
+    """``Σ_ij w_ij max_c S_ic S_jc`` per graph (torch), with a hand-written backward.
+
+    The max is taken one concept at a time (no ``n x n x k`` tensor); backward
+    keeps only the winning concept of each pair (``uint8``, ``n x n``) and, ``w``
+    being symmetric, ``∂/∂S_ic = 2 Σ_j w_ij [c wins (i, j)] S_jc`` (one gather and
+    one scatter-add).
+    """
+    import torch
+
+    class MaxProductSum(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, S, w):
+            delta = S[..., :1] * S[..., :1].transpose(1, 2)
+            winner = torch.zeros(delta.shape, dtype=torch.uint8, device=S.device)
+            for c in range(1, S.shape[-1]):
+                product = S[..., c:c + 1] * S[..., c:c + 1].transpose(1, 2)
+                better = product > delta
+                winner.masked_fill_(better, c)
+                delta = torch.maximum(delta, product)
+            ctx.save_for_backward(S, w, winner)
+            return (w * delta).sum((1, 2))
+
+        @staticmethod
+        def backward(ctx, grad):
+            S, w, winner = ctx.saved_tensors
+            winner = winner.long()
+            # w_ij S_j,c* of each pair, summed into row i's winning concept c*
+            partner = torch.gather(S.transpose(1, 2), 1, winner)
+            grad_S = torch.zeros_like(S).scatter_add_(2, winner, w * partner)
+            return 2 * grad[:, None, None] * grad_S, None
+
+    return MaxProductSum.apply(S, w)
+
+
+def soft_modularity_loss(X, S, mask=None, *, graph=None):
+    """Negative soft modularity of assignments ``S`` on the cosine graph of ``X`` (torch).
+
+    ACSeg's loss (Li et al., CVPR 2023): with ``A_ij = max(0, cos(x_i, x_j))``,
+    degrees ``k_i = Σ_j A_ij``, ``2m = Σ_ij A_ij``, ``w_ij = A_ij - k_i k_j / 2m``,
+    ``S̄ = max(0, S)`` and ``δ_ij = max_c S̄_ic S̄_jc``,
+    ``L = -(1 / 2m) Σ_ij w_ij δ_ij``. Differentiable in ``S``; the graph of ``X``
+    is a constant. No ``n x n x k`` tensor is formed: the max runs one concept at
+    a time and the backward keeps only each pair's winning concept (with ties, the
+    first concept gets the gradient; they have measure zero unless ``S̄`` is 0).
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (B, n, d)
+        Node features of ``B`` graphs (rows need not be normalised); unused when
+        ``graph`` is given.
     S : torch.Tensor of shape (B, n, k)
         Soft assignments (e.g. cosine similarities to ``k`` concepts).
     mask : torch.Tensor of shape (B, n), bool, optional
         Valid nodes (padding rows are ``False``); all valid when omitted.
-    chunk_size : int, default=256
-        Rows of ``δ`` computed at once.
+    graph : tuple of torch.Tensor, optional
+        ``(w, two_m)`` from :func:`modularity_graph` (computed here when omitted).
 
     Returns
     -------
     torch.Tensor of shape (B,)
         The loss of each graph (``-Q``, lower is better).
     """
-    import torch
-    import torch.nn.functional as F
-
-    Xn = F.normalize(X, dim=-1)
+    w, two_m = modularity_graph(X, mask) if graph is None else graph
     S = S.clamp_min(0)
     if mask is not None:
-        m = mask.to(X.dtype)
-        Xn = Xn * m[..., None]
-        S = S * m[..., None]
-    A = (Xn @ Xn.transpose(1, 2)).clamp_min(0)
-    degrees = A.sum(-1)
-    two_m = degrees.sum(-1).clamp_min(torch.finfo(X.dtype).tiny)
-    total = X.new_zeros(X.shape[0])
-    for start in range(0, X.shape[1], chunk_size):
-        rows = slice(start, start + chunk_size)
-        delta = (S[:, rows, None, :] * S[:, None, :, :]).amax(-1)
-        w = A[:, rows] - degrees[:, rows, None] * degrees[:, None, :] / two_m[:, None, None]
-        total = total + (w * delta).sum((1, 2))
-    return -total / two_m
+        S = S * mask.to(S.dtype)[..., None]
+    return -_max_product_sum(S, w) / two_m
 
 
 def grid_edges(shape, connectivity=4):

@@ -12,7 +12,7 @@ from sklearn_useg import DinoFeatures
 from sklearn_useg.datasets import make_color_blobs, make_segmentation_blobs
 from sklearn_useg.features import PatchFeatures
 from sklearn_useg.metrics import dataset_miou_scorer, hungarian_miou
-from sklearn_useg.segmenters.il2vseg import (IL2VSegmenter, _align,
+from sklearn_useg.segmenters.il2vseg import (IL2VSegmenter, _align, _cluster_classes,
                                              color_affinity_propagation, downsample_image,
                                              photometric_augment, spatial_fcm)
 
@@ -119,6 +119,17 @@ def test_align_undoes_a_permutation():
     assert np.array_equal(_align(f, shuffled), perm)
 
 
+def test_majority_fusion_maps_several_clusters_to_one_class():
+    """Two colour clusters inside one class both go to it; no absent class appears."""
+    f_seg = np.repeat(np.eye(3)[[0, 1]], [6, 4], axis=0)  # classes 0 and 1 present
+    f_low = np.repeat(np.eye(3)[[0, 1, 2]], [3, 3, 4], axis=0)  # clusters 0, 1 in class 0
+    M = _cluster_classes(f_seg, f_low)
+    np.testing.assert_array_equal(M.argmax(1), [0, 0, 1])
+    np.testing.assert_array_equal((f_low @ M).argmax(1), f_seg.argmax(1))
+    perm = _align(f_seg, f_low)  # one-to-one: cluster 1 is pushed onto absent class 2
+    assert set((f_low[:, perm]).argmax(1)) == {0, 1, 2}
+
+
 def test_downsample_and_augment_shapes():
     img = np.random.RandomState(0).randint(0, 256, (32, 48, 3)).astype(np.uint8)
     small = downsample_image(img, (8, 12))
@@ -138,6 +149,15 @@ def test_short_fit_recovers_blob_partition():
     assert seg.centres_.shape == (8, 70) and len(seg.loss_curve_) == 10
     assert np.allclose(np.linalg.norm(seg.centres_, axis=1), 1, atol=1e-5)
     assert hungarian_miou(y, seg.predict(X)) >= 0.9
+
+
+def test_class_margin_flags_a_collapsed_model():
+    X, _ = make_segmentation_blobs(2, n_segments=4, random_state=0)
+    seg = IL2VSegmenter(n_classes=4, max_iter=10, random_state=0).fit(X)
+    assert seg.class_margin_ > 0.05
+    assert seg.class_margin(X) == pytest.approx(seg.class_margin_)
+    seg.centres_[:] = seg.centres_[0]  # every class centre merged into one
+    assert seg.class_margin(X) < 1e-6
 
 
 def test_labels_are_dataset_wide_classes():
@@ -169,6 +189,20 @@ def test_prop_output_shape_dtype_labels(h, w, d, k, with_image, seed):
     assert all(np.array_equal(a, b) for a, b in zip(labels, again))
 
 
+@pytest.mark.parametrize("teacher, fusion", [(True, "permutation"), (False, "majority")])
+def test_teacher_and_majority_fusion_train_and_predict(teacher, fusion):
+    X, y = _colour_dataset(3, seed=5)
+    seg = IL2VSegmenter(n_classes=3, teacher=teacher, fusion=fusion, random_state=0,
+                        **FAST).fit(X)
+    labels, details = seg.predict(X, return_details=True)
+    assert np.all(np.isfinite(seg.loss_curve_)) and seg.class_margin_ > 0
+    for lab, d in zip(labels, details):
+        assert lab.dtype == np.int32 and 0 <= lab.min() and lab.max() < 3
+        assert d["cluster_classes"].shape == (3,)
+        if fusion == "permutation":  # one-to-one
+            assert sorted(d["cluster_classes"]) == [0, 1, 2]
+
+
 def test_random_state_changes_training():
     X, _ = _colour_dataset(2, seed=4)
     a = IL2VSegmenter(n_classes=3, random_state=0, **FAST).fit(X)
@@ -195,6 +229,7 @@ def test_augmented_views_through_feature_extractor():
     ({"color_sigma": 0}, ValueError), ({"temperature": 0}, ValueError),
     ({"ema_decay": 1.0}, ValueError), ({"n_samples": 1}, ValueError),
     ({"normalize": "zscore"}, ValueError), ({"feature_extractor": "dino"}, ValueError),
+    ({"fusion": "hungarian"}, ValueError), ({"teacher": "yes"}, ValueError),
     ({"refine_params": {"bogus": 1}}, ValueError), ({"max_iter": 2.5}, (ValueError, TypeError)),
 ])
 def test_invalid_params(params, error):
