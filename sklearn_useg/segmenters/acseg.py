@@ -291,7 +291,7 @@ class ACSegSegmenter(BaseSegmenter):
     def concept_spread(self, X):
         """How much the refined concepts vary across images (a collapse diagnostic).
 
-        For each prototype, ``1 - `` the mean cosine between its refined concepts in
+        For each prototype, one minus the mean cosine between its refined concepts in
         two different images, averaged over prototypes: 0 when the concepts do not
         depend on the image (the cross-attention does nothing), up to 2.
 

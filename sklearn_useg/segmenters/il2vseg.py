@@ -350,9 +350,9 @@ class IL2VSegmenter(BaseSegmenter):
         Featurises augmented views (see above).
     n_augmentations : int, default=1
         Augmented views per training image (when ``feature_extractor`` is set).
-    normalize : {"dataset_center_l2", "none", "l2", "center", "center_l2"}, \
-            default="dataset_center_l2"
-        Feature normalisation before the head; the losses use the same features at
+    normalize : str, default="dataset_center_l2"
+        One of ``"dataset_center_l2"``, ``"none"``, ``"l2"``, ``"center"``,
+        ``"center_l2"``: feature normalisation before the head; the losses use the same features at
         unit norm. ``"dataset_center_l2"`` subtracts the training set's mean feature
         (``mean_``), then L2-normalises; the others are
         :func:`~sklearn_useg.graph.normalize_features`' per-image ones. Raw DINOv2
