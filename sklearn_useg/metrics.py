@@ -378,6 +378,16 @@ def _aggregate(pairs, per_annotation):
     return float(np.mean(per_image[valid])), per_image
 
 
+def _aggregate_confusions(pairs, ignore_index, measure):
+    """:func:`_aggregate` of ``measure(confusion, gt, pred)`` per annotation, NaN for an
+    annotation without valid pixels; the one loop of every per-annotation measure."""
+    def per_annotation(gt, pred):
+        conf, _, _ = _confusion(gt, pred, ignore_index)
+        return np.nan if conf.shape[0] == 0 else measure(conf, gt, pred)
+
+    return _aggregate(pairs, per_annotation)
+
+
 # --------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------
@@ -443,13 +453,8 @@ def hungarian_miou(
 
     if matching == "image":
 
-        def _one(gt, pred):
-            conf, _, _ = _confusion(gt, pred, ignore_index)
-            if conf.shape[0] == 0:
-                return np.nan
-            return float(_matched_iou_per_gt(conf)[0].mean())
-
-        score, per_image = _aggregate(pairs, _one)
+        score, per_image = _aggregate_confusions(
+            pairs, ignore_index, lambda conf, *_: float(_matched_iou_per_gt(conf)[0].mean()))
         return (score, {"per_image": per_image}) if return_details else score
 
     conf, gt_ids, pred_ids = _dataset_confusion(pairs, ignore_index)
@@ -524,11 +529,7 @@ def pixel_accuracy(y_true, y_pred, *, matching="image", ignore_index=255):
 
     if matching == "image":
 
-        def _one(gt, pred):
-            conf, _, _ = _confusion(gt, pred, ignore_index)
-            return np.nan if conf.shape[0] == 0 else _acc(conf)
-
-        return _aggregate(pairs, _one)[0]
+        return _aggregate_confusions(pairs, ignore_index, lambda conf, *_: _acc(conf))[0]
 
     conf, _, _ = _dataset_confusion(pairs, ignore_index)
     if conf.shape[0] == 0:
@@ -575,15 +576,12 @@ def segmentation_covering(y_true, y_pred, ignore_index=255):
     ignore_index = _check_ignore_index(ignore_index)
     pairs = _check_inputs(y_true, y_pred)
 
-    def _one(gt, pred):
-        conf, _, _ = _confusion(gt, pred, ignore_index)
-        if conf.shape[0] == 0:
-            return np.nan
+    def _covering(conf, *_):
         sizes = conf.sum(axis=1)
         best = _iou_matrix(conf).max(axis=1)
         return float((sizes * best).sum() / sizes.sum())
 
-    return _aggregate(pairs, _one)[0]
+    return _aggregate_confusions(pairs, ignore_index, _covering)[0]
 
 
 def _rand_index(conf):
@@ -643,11 +641,7 @@ def probabilistic_rand_index(y_true, y_pred, ignore_index=255):
     ignore_index = _check_ignore_index(ignore_index)
     pairs = _check_inputs(y_true, y_pred)
 
-    def _one(gt, pred):
-        conf, _, _ = _confusion(gt, pred, ignore_index)
-        return np.nan if conf.shape[0] == 0 else _rand_index(conf)
-
-    return _aggregate(pairs, _one)[0]
+    return _aggregate_confusions(pairs, ignore_index, lambda conf, *_: _rand_index(conf))[0]
 
 
 def variation_of_information(y_true, y_pred, ignore_index=255):
@@ -697,15 +691,12 @@ def variation_of_information(y_true, y_pred, ignore_index=255):
     ignore_index = _check_ignore_index(ignore_index)
     pairs = _check_inputs(y_true, y_pred)
 
-    def _one(gt, pred):
-        conf, _, _ = _confusion(gt, pred, ignore_index)
-        if conf.shape[0] == 0:
-            return np.nan
+    def _voi(conf, gt, pred):
         # scikit-image computes from a normalised table (ours skips ignored pixels)
         table = sparse.csr_array(conf / conf.sum())
         return float(conditional_entropies(gt, pred, table=table).sum())
 
-    return _aggregate(pairs, _one)[0]
+    return _aggregate_confusions(pairs, ignore_index, _voi)[0]
 
 
 def foreground_iou(y_true, y_pred, ignore_index=255):

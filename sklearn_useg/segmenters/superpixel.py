@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..graph import normalize_features, pixel_patch_counts, region_adjacency
-from ..refine import SUPERPIXEL_DEFAULTS, check_refine_params, superpixels
+from ..graph import l2_normalize, normalize_features, pixel_patch_counts, region_adjacency
+from ..refine import check_refine_params, superpixels
 from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
 
 
@@ -32,8 +32,6 @@ def region_descriptors(pf, regions, *, normalize="center_l2", color_weight=2.0):
         features weighted by its pixels in each patch.
     """
     from skimage.color import rgb2lab
-
-    from ..graph import l2_normalize
 
     counts = pixel_patch_counts(regions, pf.grid_shape)
     sizes = np.asarray(counts.sum(axis=1)).ravel()
@@ -131,8 +129,7 @@ class SuperpixelSegmenter(BaseSegmenter):
         if pf.image is None:
             raise ValueError("SuperpixelSegmenter needs the image: pass PatchFeatures from "
                              "DinoFeatures(keep_image=True), not plain arrays.")
-        regions = superpixels(pf.image, **{**SUPERPIXEL_DEFAULTS,
-                                           **(self.superpixel_params or {})})
+        regions = superpixels(pf.image, **(self.superpixel_params or {}))
         n_regions = int(regions.max()) + 1
         if n_regions <= self.n_segments:
             labels = np.arange(n_regions)
