@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._torch_utils import torch_seed
+
 WEIGHTS_ENV = "SKLEARN_USEG_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -160,8 +162,7 @@ def load_backbone(name, source):
     if source == "hub":
         model = timm.create_model(spec.hub_name, pretrained=True, **kwargs)
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # random weights (source None) are the same in every process
+        with torch_seed(0):  # random weights (source None) are the same in every process
             model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
         if source is not None:
             state = checkpoint_filter_fn(_load_state_dict(source), model)

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from ._patch_features import PatchFeatures
+
 #: Largest feature magnitude accepted: squared distances of larger values overflow float32.
 MAX_FEATURE_MAGNITUDE = 1e15
 
@@ -234,8 +236,6 @@ def check_features(X, *, name="X"):
         Validated copies (float32 grids; ``image_shape``, ``image`` and ``attention``
         checked against each other).
     """
-    from .features import PatchFeatures
-
     items = _as_list(X, name, "PatchFeatures or (h, w, d) feature arrays")
     out = []
     for i, item in enumerate(items):

@@ -1,74 +1,15 @@
 """Self-supervised ViT patch features as a scikit-learn transformer."""
 
-from dataclasses import dataclass, field
-from typing import Optional
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from . import _backbones
+from ._patch_features import PatchFeatures
+from ._torch_utils import resolve_device
 from ._validation import check_images
 from .graph import NORMALIZATIONS, normalize_features
 
 PRECISIONS = ("float32", "bfloat16", "float16")
-
-
-@dataclass(eq=False)
-class PatchFeatures:
-    """Patch features of one image: the contract between features and segmenters.
-
-    Parameters
-    ----------
-    features : ndarray of shape (h, w, d), float32
-        Features on the patch grid (denser than ``image_shape / patch_size`` when
-        ``stride < patch_size``).
-    image_shape : tuple of int
-        ``(H, W)`` of the original image; segmenters return labels of this shape.
-    image : ndarray of shape (H, W, 3), uint8, optional
-        The original RGB image (for DenseCRF and colour cues).
-    attention : ndarray of shape (heads, h, w), optional
-        Last-layer CLS-to-patch attention.
-    patch_size, stride : int
-        Patch size and stride of the grid, in pixels of the resized image.
-    backbone : str, optional
-        Name of the backbone that produced the features.
-    """
-
-    features: np.ndarray
-    image_shape: tuple
-    image: Optional[np.ndarray] = None
-    attention: Optional[np.ndarray] = None
-    patch_size: int = 1
-    stride: int = 1
-    backbone: Optional[str] = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def grid_shape(self):
-        """``(h, w)`` of the patch grid."""
-        return tuple(self.features.shape[:2])
-
-    @property
-    def n_patches(self):
-        """Number of patches ``h * w``."""
-        return int(self.features.shape[0] * self.features.shape[1])
-
-    @property
-    def flat(self):
-        """Features as an ``(h * w, d)`` matrix (row-major over the grid)."""
-        return self.features.reshape(-1, self.features.shape[-1])
-
-
-def _resolve_device(device):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
-                         f"got {device!r}.") from exc
 
 
 def resized_shape(shape, patch_size, resize, index=0):
@@ -298,7 +239,7 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
         weights = self.weights if source == "hub" else source
         return spec, {
             "backbone": spec.name, "weights": weights, "layer": int(self.layer),
-            "facet": self.facet, "stride": stride, "device": str(_resolve_device(self.device)),
+            "facet": self.facet, "stride": stride, "device": str(resolve_device(self.device)),
             "return_attention": bool(self.return_attention), "precision": self.precision,
         }
 

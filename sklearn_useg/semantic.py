@@ -10,8 +10,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._torch_utils import draw_seed, resolve_device
 from ._validation import check_features
-from .features import _resolve_device
 from .graph import l2_normalize, pixel_patch_counts
 
 CLS_SIZE = 224  # side of the region crops fed to the backbone (the paper's)
@@ -150,7 +150,7 @@ class SemanticLabeler(BaseEstimator):
         if self.background and self.n_classes < 2:
             raise ValueError(f"background=True needs n_classes >= 2 (background plus at "
                              f"least one class), got n_classes={self.n_classes}.")
-        _resolve_device(self.device)
+        resolve_device(self.device)
 
     def _regions(self, features):
         """Segment each image; return its labels, region embeddings and background."""
@@ -161,7 +161,7 @@ class SemanticLabeler(BaseEstimator):
             if self.region_embedding == "mean":
                 emb = np.asarray(counts @ l2_normalize(pf.flat).astype(np.float64))
             else:
-                emb = _cls_embeddings(pf, labels, self.weights, _resolve_device(self.device))
+                emb = _cls_embeddings(pf, labels, self.weights, resolve_device(self.device))
             if self.background:
                 if pf.attention is None:
                     raise ValueError(f"X[{i}] has no attention maps: background=True needs "
@@ -191,7 +191,7 @@ class SemanticLabeler(BaseEstimator):
         features = check_features(X)
         rng = check_random_state(self.random_state)
         self.segmenter_ = clone(self.segmenter)
-        seed = int(rng.randint(2**31 - 1))
+        seed = draw_seed(rng)
         if "random_state" in self.segmenter_.get_params() and \
                 self.segmenter_.random_state is None:
             self.segmenter_.set_params(random_state=seed)
@@ -205,7 +205,7 @@ class SemanticLabeler(BaseEstimator):
                              f"fewer than the {n_fg} classes asked for; lower n_classes or "
                              f"fit on more images.")
         self.kmeans_ = KMeans(n_clusters=n_fg, n_init=self.n_init,
-                              random_state=rng.randint(2**31 - 1)).fit(emb)
+                              random_state=draw_seed(rng)).fit(emb)
         return self
 
     def predict(self, X):

@@ -4,24 +4,19 @@ import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
+from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._torch_utils import available_device, draw_seed, resolve_device, single_thread
 from .._validation import check_features
 from ..refine import REFINEMENTS, check_refine_params, refine_labels, relabel_consecutive, \
     upsample_argmax, upsample_labels
-
-# Parameters every segmenter has (each subclass lists them in its own constraints).
-REFINE_CONSTRAINTS = {
-    "refine": [StrOptions({"auto", *REFINEMENTS}), None],
-    "refine_params": [dict, None],
-}
-
 
 _SHOW_TRAINING = ContextVar("sklearn_useg_show_training", default=False)
 
@@ -81,16 +76,23 @@ def pool_patches(pf, max_patches):
     return replace(pf, features=pool(pf.features), attention=attention)
 
 
-def map_images(func, features, n_jobs, *args):
-    """``[func(pf, *args) for pf in features]``, spread over ``n_jobs`` by joblib.
+def map_images(func, items, n_jobs, *args):
+    """``[func(item, *args) for item in items]``, spread over ``n_jobs`` by joblib, each
+    call on one thread (``single_thread``).
 
+    ``items`` holds one entry per image (its features, or a tuple starting with them).
     Runs under whatever joblib backend is active (loky processes by default, dask
-    inside ``joblib.parallel_backend("dask")``). Features travel pickled
+    inside ``joblib.parallel_backend("dask")``). Items travel pickled
     (``max_nbytes=None``): joblib's default memmapping of arrays above 1 MB, the
     size of one BSDS image's grid, costs as much as OAP's work on that image.
     """
     return Parallel(n_jobs=n_jobs, max_nbytes=None)(
-        delayed(func)(pf, *args) for pf in features)
+        delayed(_one_thread)(func, item, *args) for item in items)
+
+
+def _one_thread(func, *args):
+    with single_thread():
+        return func(*args)
 
 
 class SegmentResult:
@@ -121,45 +123,84 @@ class BaseSegmenter(BaseEstimator):
 
     Subclasses implement :meth:`_segment` (one image's features -> a
     :class:`SegmentResult` on the grid), and, if they learn from the dataset,
-    :meth:`_fit`. The base validates input, loops over images with joblib
-    (``n_jobs``), returns int32 labels ``0..k-1`` at each image's resolution and
-    refines them to the image's edges as the ``refine`` parameter says (every
-    subclass has ``refine`` and ``refine_params``, with :data:`REFINE_CONSTRAINTS`).
-    Subclasses whose labels are dataset-wide class ids set ``_dataset_labels = True``:
-    their label values are kept (no per-image relabelling, also through the
-    refinement). Subclasses whose ``_segment`` never reads ``PatchFeatures.image`` set
-    ``_uses_image = False``: the image is then not sent to the workers (unless the
-    refinement needs it). Subclasses with a ``max_patches`` parameter get every grid
-    pooled to it (:func:`pool_patches`) in :meth:`_check_input`, before ``_fit`` and
-    ``_segment`` see it.
+    :meth:`_fit`. The base validates the parameters (scikit-learn's
+    ``_parameter_constraints``, then :meth:`_check_params`) and the input, loops over
+    images with joblib (``n_jobs``), each image on one thread, returns int32 labels
+    ``0..k-1`` at each image's resolution and refines them to the image's edges as
+    ``refine`` says.
+
+    The parameters the base reads are declared here: ``refine``, ``refine_params``,
+    ``max_patches`` and ``n_jobs``, which every segmenter of the library takes
+    (their constraints are ``BaseSegmenter._parameter_constraints``, which a
+    subclass extends: ``{**BaseSegmenter._parameter_constraints, ...}``), and
+    ``random_state`` and ``device``, which a subclass declares when it has them. A
+    subclass without one of them gets the class attribute's value: no refinement,
+    no pooling, one job, the seed 0 (deterministic) and the CPU.
+
+    Class attributes a subclass may set: ``_dataset_labels = True`` when its labels
+    are dataset-wide class ids (their values are kept: no per-image relabelling, also
+    through the refinement); ``_uses_image = False`` when :meth:`_segment` never reads
+    ``PatchFeatures.image`` (the image is then not sent to the workers, unless the
+    refinement needs it). A method that segments all images of a :meth:`predict` call
+    in one pass (e.g. a network run batched on ``device_``) overrides
+    :meth:`_segment_batch` instead of :meth:`_segment`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature dimension seen in :meth:`fit`.
+    device_ : torch.device
+        Where the method's torch computations run, resolved from ``device`` in
+        :meth:`fit` (the CPU for methods without a ``device`` parameter).
     """
 
+    _parameter_constraints = {
+        "refine": [StrOptions({"auto", *REFINEMENTS}), None],
+        "refine_params": [dict, None],
+        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+    }
     _dataset_labels = False
     _uses_image = True  # False when _segment never reads PatchFeatures.image
-    # a subclass without these parameters returns the upsampled grid labels
+    # values of the parameters the base reads, for subclasses without them
     refine = None
     refine_params = None
+    max_patches = None
+    n_jobs = None
+    random_state = 0
+    device = "cpu"
 
     def _check_params(self):
-        """Validate hyperparameters; raise ``ValueError``/``TypeError``."""
+        """Checks beyond ``_parameter_constraints``; raise ``ValueError``/``TypeError``."""
 
     def _fit(self, features, random_state):
         """Learn from the training features (per-image methods learn nothing)."""
 
     def _segment(self, pf, random_state):
+        """Segment one image: its :class:`~sklearn_useg.PatchFeatures` (pooled to
+        ``max_patches``) -> a :class:`SegmentResult` on its grid."""
         raise NotImplementedError
+
+    def _segment_batch(self, features):
+        """Segment all images of a :meth:`predict` call at once, or None (the default)
+        to call :meth:`_segment` on each image in the workers.
+
+        Returns a list with one :class:`SegmentResult` per image; the base then
+        upsamples and refines them in the workers.
+        """
+        return None
 
     def _check_input(self, X):
         """Validated features, each grid pooled to ``max_patches``."""
-        max_patches = getattr(self, "max_patches", None)
-        return [pool_patches(pf, max_patches) for pf in check_features(X)]
+        return [pool_patches(pf, self.max_patches) for pf in check_features(X)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        tags.non_deterministic = getattr(self, "random_state", 0) is None
+        tags.non_deterministic = self.random_state is None
         return tags
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the segmenter.
 
@@ -178,10 +219,11 @@ class BaseSegmenter(BaseEstimator):
         if self.refine is not None:
             check_refine_params("superpixels" if self.refine == "auto" else self.refine,
                                 self.refine_params)
+        device = resolve_device(self.device)
         features = self._check_input(X)
         self.n_features_in_ = features[0].features.shape[-1]
-        self._fit(features, check_random_state(getattr(self, "random_state", None)))
-        self.fitted_ = True
+        self.device_ = device
+        self._fit(features, check_random_state(self.random_state))
         return self
 
     def predict(self, X, *, return_details=False):
@@ -210,11 +252,12 @@ class BaseSegmenter(BaseEstimator):
                     f"X[{i}] has {pf.features.shape[-1]} features per patch, but "
                     f"{type(self).__name__} was fitted with {self.n_features_in_}.")
         # One seed for every image: results do not depend on order, batching or n_jobs.
-        seed = check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1)
+        seed = draw_seed(check_random_state(self.random_state))
         if not (self._uses_image or self.refine is not None):
             # what is not used is not shipped to the workers
             features = [replace(pf, image=None) for pf in features]
-        outputs = map_images(self._predict_one, features, getattr(self, "n_jobs", None),
+        results = self._segment_batch(features) or [None] * len(features)
+        outputs = map_images(self._predict_one, list(zip(features, results)), self.n_jobs,
                              seed)
         labels = [out[0] for out in outputs]
         if return_details:
@@ -226,8 +269,17 @@ class BaseSegmenter(BaseEstimator):
         X = check_features(X)  # read once: a generator feeds both fit and predict
         return self.fit(X, y).predict(X, **predict_params)
 
-    def _predict_one(self, pf, seed):
-        result = self._segment(pf, np.random.RandomState(seed))
+    def __setstate__(self, state):
+        if "device_" in state:  # fitted on a GPU, loaded on a machine without one
+            state = dict(state, device_=available_device(state["device_"]))
+        super().__setstate__(state)
+
+    def _predict_one(self, item, seed):
+        """Labels at the image's resolution and details of one image: ``item`` is its
+        features and its :meth:`_segment_batch` result (None: segmented here)."""
+        pf, result = item
+        if result is None:
+            result = self._segment(pf, np.random.RandomState(seed))
         shape = tuple(pf.image_shape)
         if result.scores is not None:
             labels = upsample_argmax(result.scores, shape)

@@ -1,19 +1,17 @@
 """ACSegSegmenter: ACSeg's Adaptive Concept Generator trained with the modularity loss."""
 
 import time
-from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..features import _resolve_device
+from .._torch_utils import draw_seed, torch_seed
 from ..graph import NORMALIZATIONS, modularity_graph, normalize_features, \
     soft_modularity_loss
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, training_bar
+from ._base import BaseSegmenter, SegmentResult, training_bar
 
-_SIMILARITIES = "acseg_similarities"  # PatchFeatures.extra key of predict's batched pass
 _GRAPH_CACHE_BYTES = 2**30  # per-image modularity graphs kept through fit, at most
 _SPREAD_IMAGES = 32  # training images concept_spread_ is measured on
 
@@ -221,6 +219,7 @@ class ACSegSegmenter(BaseSegmenter):
     _uses_image = False
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "n_prototypes": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
@@ -232,10 +231,7 @@ class ACSegSegmenter(BaseSegmenter):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "device": [str],
         "verbose": ["verbose"],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_prototypes=5, *, n_layers=6, n_heads=6, ffn_dim=1024,
@@ -258,10 +254,6 @@ class ACSegSegmenter(BaseSegmenter):
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def _check_params(self):
-        self._validate_params()
-        _resolve_device(self.device)
 
     def _batch(self, features, device):
         """Pad a list of PatchFeatures into (B, n, d) features and a (B, n) mask."""
@@ -329,10 +321,7 @@ class ACSegSegmenter(BaseSegmenter):
         if d % self.n_heads:
             raise ValueError(f"n_heads={self.n_heads} must divide the feature dimension "
                              f"d={d}.")
-        self.device_ = _resolve_device(self.device)
-        seed = int(random_state.randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seed(draw_seed(random_state)):
             module = _build_acg(self.n_prototypes, d, self.n_layers, self.n_heads,
                                 self.ffn_dim)
         self.module_ = module.to(self.device_)
@@ -411,17 +400,12 @@ class ACSegSegmenter(BaseSegmenter):
         return state
 
     def __setstate__(self, state):
+        super().__setstate__(state)  # device_ is one this machine has
         if "module_" in state:
-            import torch
-
-            module = _build_acg(state["n_prototypes"], state["n_features_in_"],
-                                state["n_layers"], state["n_heads"], state["ffn_dim"])
+            module = _build_acg(self.n_prototypes, self.n_features_in_, self.n_layers,
+                                self.n_heads, self.ffn_dim)
             module.load_state_dict(state["module_"])
-            device = state["device_"]
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")  # fitted on a GPU, loaded without one
-            state = dict(state, module_=module.to(device).eval(), device_=device)
-        super().__setstate__(state)
+            self.module_ = module.to(self.device_).eval()
 
     def similarities(self, X):
         """Cosine similarities of each image's patches to its refined concepts.
@@ -439,10 +423,13 @@ class ACSegSegmenter(BaseSegmenter):
         list of ndarray of shape (h * w, n_prototypes), float32
             ``S_ij = cos(x_i, c_j)`` for each image.
         """
+        check_is_fitted(self)
+        return self._batched_similarities(self._check_input(X))
+
+    def _batched_similarities(self, features):
+        """:meth:`similarities` of validated features."""
         import torch
 
-        check_is_fitted(self)
-        features = self._check_input(X)
         out = [None] * len(features)
         order = sorted(range(len(features)), key=lambda i: features[i].n_patches)
         with torch.no_grad():
@@ -454,23 +441,13 @@ class ACSegSegmenter(BaseSegmenter):
                     out[i] = S[j, :features[i].n_patches]
         return out
 
-    def predict(self, X, *, return_details=False):
-        """Segment each image (see :meth:`BaseSegmenter.predict`).
-
-        The ACG runs batched on ``device_``; the soft assignments of the kept
-        concepts are then upsampled bilinearly to each image before the argmax.
-        """
-        check_is_fitted(self)
-        features = self._check_input(X)
-        if all(pf.features.shape[-1] == self.n_features_in_ for pf in features):
-            # else the base raises its error about the feature dimension
-            features = [replace(pf, extra={**pf.extra, _SIMILARITIES: S})
-                        for pf, S in zip(features, self.similarities(features))]
-        return super().predict(features, return_details=return_details)
-
-    def _segment(self, pf, random_state):
-        S = pf.extra[_SIMILARITIES]  # set by predict's batched pass
-        kept = np.unique(S.argmax(axis=1))  # concepts assigned no patch are dropped
-        scores = S[:, kept].T.reshape(len(kept), *pf.grid_shape)
-        return SegmentResult(scores=scores, details={"n_segments": int(len(kept)),
-                                                     "concepts": kept.tolist()})
+    def _segment_batch(self, features):
+        # the ACG runs batched on device_; the soft assignments of the kept concepts
+        # are then upsampled bilinearly to each image (in the workers) before the argmax
+        results = []
+        for pf, S in zip(features, self._batched_similarities(features)):
+            kept = np.unique(S.argmax(axis=1))  # concepts assigned no patch are dropped
+            scores = S[:, kept].T.reshape(len(kept), *pf.grid_shape)
+            results.append(SegmentResult(scores=scores, details={
+                "n_segments": int(len(kept)), "concepts": kept.tolist()}))
+        return results

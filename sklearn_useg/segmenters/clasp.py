@@ -7,11 +7,10 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from threadpoolctl import threadpool_limits
 
-from ..features import _resolve_device
+from .._torch_utils import draw_seed
 from ..graph import eigengap_elbow, l2_normalize, normalize_features, thin_factor_spectrum
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
+from ._base import BaseSegmenter, SegmentResult
 
 
 def cosine_silhouette(X, labels):
@@ -156,6 +155,7 @@ class CLASPSegmenter(BaseSegmenter):
     _uses_image = False
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "n_segments": [Interval(Integral, 2, None, closed="left"), None],
         "beta": [Interval(Real, 0, None, closed="left")],
         "max_segments": [Interval(Integral, 2, None, closed="left")],
@@ -164,10 +164,7 @@ class CLASPSegmenter(BaseSegmenter):
         "normalize": [StrOptions({"l2", "center_l2"})],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_segments=None, *, beta=0.5, max_segments=20, spectrum="affinity",
@@ -187,10 +184,6 @@ class CLASPSegmenter(BaseSegmenter):
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def _check_params(self):
-        self._validate_params()
-        self._device = _resolve_device(self.device)
 
     def _factor(self, X):
         """Thin factor ``F`` of the decomposed matrix ``F Fᵀ`` (see ``spectrum``)."""
@@ -219,16 +212,8 @@ class CLASPSegmenter(BaseSegmenter):
         return float(silhouette_score(embedding, labels))
 
     def _segment(self, pf, random_state):
-        # Per-image problems are small (n ~ 2000, d ~ 400, K <= 20): BLAS / OpenMP
-        # threads gain nothing, and their busy-waiting makes the Gram eigh and k-means
-        # 10-100x slower on a loaded machine. One thread per image; images run in
-        # parallel with n_jobs.
-        with threadpool_limits(limits=1):
-            return self._segment_one_thread(pf, random_state)
-
-    def _segment_one_thread(self, pf, random_state):
         X = normalize_features(pf.flat, self.normalize).astype(np.float64)
-        device = None if str(self._device) == "cpu" else self._device
+        device = None if str(self.device_) == "cpu" else self.device_
         n_distinct = len(np.unique(X, axis=0))
         top = self.n_segments or self.max_segments
         eigenvalues, U = thin_factor_spectrum(self._factor(X), n_vectors=min(top, n_distinct),
@@ -240,7 +225,7 @@ class CLASPSegmenter(BaseSegmenter):
         if cap < 2:
             return SegmentResult(labels=np.zeros(pf.grid_shape, dtype=np.int32),
                                  details=details)
-        seed = random_state.randint(2**31 - 1)
+        seed = draw_seed(random_state)
         best = None
         for k in self._k_range(k_opt, cap):
             embedding = l2_normalize(U[:, :k])

@@ -8,9 +8,10 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._torch_utils import draw_seed, torch_seed
 from ..graph import NORMALIZATIONS, normalize_features
 from ..refine import FOREGROUND_RULES, foreground_mask
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
+from ._base import BaseSegmenter, SegmentResult
 
 #: Width of the GCN layer and of the MLP's hidden layer, and the MLP's dropout (paper).
 _CONV_HIDDEN, _MLP_HIDDEN, _DROPOUT = 64, 32, 0.25
@@ -187,8 +188,6 @@ class DeepCutSegmenter(BaseSegmenter):
     ----------
     n_features_in_ : int
         Feature dimension seen in :meth:`fit`.
-    fitted_ : bool
-        True once fitted (nothing is learned from the training images).
 
     Notes
     -----
@@ -238,6 +237,7 @@ class DeepCutSegmenter(BaseSegmenter):
     _uses_image = False
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "loss": [StrOptions({"ncut", "cc"})],
         "alpha": [Interval(Real, 0, None, closed="neither")],
@@ -248,10 +248,7 @@ class DeepCutSegmenter(BaseSegmenter):
         "foreground": [StrOptions(set(FOREGROUND_RULES))],
         "n_clusters_fg": [Interval(Integral, 1, None, closed="left"), None],
         "n_clusters_bg": [Interval(Integral, 1, None, closed="left")],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_clusters=2, *, loss="ncut", alpha=3.0, normalize="center",
@@ -274,9 +271,6 @@ class DeepCutSegmenter(BaseSegmenter):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _check_params(self):
-        self._validate_params()
-
     def _cluster(self, F, n_clusters, random_state):
         """Train a fresh GNN on the graph of the raw features ``F`` (n, d), normalised
         over these n nodes (``normalize``); return labels (n,) and the final loss."""
@@ -285,7 +279,7 @@ class DeepCutSegmenter(BaseSegmenter):
         F = normalize_features(F, self.normalize)
         F = torch.from_numpy(np.ascontiguousarray(F, dtype=np.float32))
         W = _affinity(F, self.loss, self.alpha)
-        seed = int(random_state.randint(2**31 - 1))
+        seed = draw_seed(random_state)
         if W is None or len(F) < 2:  # no positive affinity, or a single node
             return np.zeros(len(F), dtype=np.int64), float("nan")
         propagated = _gcn_propagate(W, F)
@@ -295,8 +289,7 @@ class DeepCutSegmenter(BaseSegmenter):
             G = F / F.square().sum(dim=1).max().sqrt()
             loss_fn = partial(_cc_loss, G, alpha=self.alpha)
         n_epochs = self.n_epochs or (10 if n_clusters == 2 else 100)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seed(seed):
             model = _make_gnn(F.shape[1], n_clusters)
             optimizer = torch.optim.AdamW(model.parameters(), lr=self.learning_rate)
             model.train()

@@ -14,10 +14,9 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..features import _resolve_device
+from .._torch_utils import draw_seed, torch_seed
 from ..graph import NORMALIZATIONS, grid_edges, l2_normalize, normalize_features
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, pool_patches, \
-    training_bar
+from ._base import BaseSegmenter, SegmentResult, pool_patches, training_bar
 
 _EPS = 1e-10
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB -> grey (ITU-R BT.601)
@@ -433,6 +432,7 @@ class IL2VSegmenter(BaseSegmenter):
     _dataset_labels = True
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "n_classes": [Interval(Integral, 2, None, closed="left")],
         "dim": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, 1, closed="both")],
@@ -458,10 +458,7 @@ class IL2VSegmenter(BaseSegmenter):
         "n_augmentations": [Interval(Integral, 0, None, closed="left")],
         "normalize": [StrOptions({*NORMALIZATIONS, "dataset_center_l2"})],
         "device": [str],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_classes=27, *, dim=70, alpha=0.5, predict_alpha=None,
@@ -504,10 +501,6 @@ class IL2VSegmenter(BaseSegmenter):
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def _check_params(self):
-        self._validate_params()
-        _resolve_device(self.device)
 
     # -- per-image pieces ------------------------------------------------------ #
     def _low_level(self, pf, random_state):
@@ -554,8 +547,8 @@ class IL2VSegmenter(BaseSegmenter):
         import torch
         import torch.nn.functional as F
 
-        device = _resolve_device(self.device)
-        seed = int(random_state.randint(2**31 - 1))
+        device = self.device_
+        seed = draw_seed(random_state)
         gen = torch.Generator().manual_seed(seed)
         K, tau, alpha = self.n_classes, self.temperature, self.alpha
         n_patches = sum(pf.n_patches for pf in features)
@@ -580,8 +573,7 @@ class IL2VSegmenter(BaseSegmenter):
         edges = [torch.as_tensor(grid_edges(pf.grid_shape).T, device=device)
                  for pf in features]
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seed(seed):
             head = self._build_head(inputs[0].shape[1]).to(device)
         with torch.no_grad():  # k-means++-style init of the centres on the initial codes
             pool = torch.cat([F.normalize(head(x), dim=1) for x in inputs])
@@ -755,4 +747,3 @@ class IL2VSegmenter(BaseSegmenter):
                        "cluster_classes": M.argmax(1)}
         scores = f_seg.T.reshape(self.n_classes, *pf.grid_shape)
         return SegmentResult(scores=scores, details=details)
-

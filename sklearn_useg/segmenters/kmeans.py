@@ -7,7 +7,7 @@ from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..graph import NORMALIZATIONS, normalize_features
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
+from ._base import BaseSegmenter, SegmentResult
 
 
 class KMeansSegmenter(BaseSegmenter):
@@ -53,13 +53,11 @@ class KMeansSegmenter(BaseSegmenter):
     _uses_image = False
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "normalize": [StrOptions(set(NORMALIZATIONS))],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_clusters=5, *, normalize="l2", n_init=3, refine="auto",
@@ -72,9 +70,6 @@ class KMeansSegmenter(BaseSegmenter):
         self.max_patches = max_patches
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def _check_params(self):
-        self._validate_params()
 
     def _segment(self, pf, random_state):
         X = normalize_features(pf.flat, self.normalize)

@@ -1,6 +1,5 @@
 """OAPSegmenter: Online Agglomerative Pooling (training-free hierarchical merging)."""
 
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -8,7 +7,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..graph import contract_edges, grid_edges, normalize_features, quotient_edges
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, map_images
+from ._base import BaseSegmenter, SegmentResult, map_images
 
 _CHUNK = 1 << 22  # most entries of an (rows x n) affinity block computed at once
 _ROWS = 1 << 24  # most entries of the stored (s x n) mean affinity rows
@@ -19,21 +18,6 @@ def _torch():
     import torch
 
     return torch
-
-
-@contextmanager
-def _single_thread(device):
-    """Run torch's CPU ops on one thread (images are parallel through ``n_jobs``): the
-    per-image matrices are small, and idle spinning threads cost more than they give
-    on a shared machine."""
-    torch = _torch()
-    previous = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _chunks(n_rows, n_cols):
@@ -115,7 +99,7 @@ def _group(labels, n_groups, C, R, counts, V, pooled, F, sigma, mean_pooling):
 
 def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
                   spatial_weight=0.4, sigma=0.07, mean_pooling=True, semantic_layers=None,
-                  device="cpu"):
+                  min_size=None, device="cpu"):
     """Run Online Agglomerative Pooling on one image's unit-norm patch features.
 
     Parameters
@@ -132,6 +116,10 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
         Pool with the mean affinity row ``M_i A / |M_i|`` (True) or ``M_i A`` (False).
     semantic_layers : container of int, optional
         Layers whose semantic pooling is run (all when None).
+    min_size : int, optional
+        When given, each layer also holds the label maps of the reported masks
+        (``"instance_reported"``, ``"semantic_reported"``): masks smaller than
+        ``min_size`` tokens given to the most similar reported mask.
     device : str or torch.device
         Where the dense maths runs.
 
@@ -140,13 +128,6 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
     list of dict
         One dict per layer, see :meth:`OAPSegmenter.predict_hierarchy`.
     """
-    with _single_thread(device):
-        return _oap_layers(features, thresholds, feature_weight, spatial_weight, sigma,
-                           mean_pooling, semantic_layers, device)
-
-
-def _oap_layers(features, thresholds, feature_weight, spatial_weight, sigma, mean_pooling,
-                semantic_layers, device):
     torch = _torch()
     h, w, d = features.shape
     n = h * w
@@ -190,7 +171,7 @@ def _oap_layers(features, thresholds, feature_weight, spatial_weight, sigma, mea
             layer.update(semantic=group[token_node].reshape(h, w), semantic_of_instance=group,
                          semantic_features=sem_V.cpu().numpy(),
                          semantic_sizes=sem_counts.cpu().numpy().astype(np.int64))
-        layers.append(layer)
+        layers.append(layer if min_size is None else _add_reported(layer, min_size))
     return layers
 
 
@@ -341,6 +322,7 @@ class OAPSegmenter(BaseSegmenter):
     _uses_image = False
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "thresholds": ["array-like"],
         "feature_weight": [Interval(Real, 0, None, closed="left")],
         "spatial_weight": [Interval(Real, 0, None, closed="left")],
@@ -351,9 +333,6 @@ class OAPSegmenter(BaseSegmenter):
         "normalize": [StrOptions({"center_l2", "l2"})],
         "mean_pooling": ["boolean"],
         "device": [str],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
@@ -376,7 +355,6 @@ class OAPSegmenter(BaseSegmenter):
         self.n_jobs = n_jobs
 
     def _check_params(self):
-        self._validate_params()
         thresholds = np.asarray(self.thresholds)
         if (thresholds.ndim != 1 or thresholds.size == 0
                 or not (np.issubdtype(thresholds.dtype, np.floating)
@@ -389,25 +367,25 @@ class OAPSegmenter(BaseSegmenter):
         if not -len(thresholds) <= self.layer < len(thresholds):
             raise ValueError(f"layer must index thresholds (-{len(thresholds)} <= layer < "
                              f"{len(thresholds)}), got {self.layer}.")
-        from ..features import _resolve_device
 
-        return [float(t) for t in thresholds], _resolve_device(self.device)
+    def _thresholds(self):
+        """``thresholds`` as a list of floats (validated in ``fit``)."""
+        return [float(t) for t in np.asarray(self.thresholds)]
 
-    def _hierarchy(self, pf, thresholds, device, semantic_layers=None):
+    def _hierarchy(self, pf, thresholds, semantic_layers=None):
         F = normalize_features(pf.features, self.normalize)
         if not F.any():  # all patches alike (centring left no direction): one shared feature
             F = np.full_like(F, 1.0 / np.sqrt(F.shape[-1]))
-        layers = oap_hierarchy(F, thresholds, feature_weight=self.feature_weight,
-                               spatial_weight=self.spatial_weight, sigma=self.sigma,
-                               mean_pooling=self.mean_pooling,
-                               semantic_layers=semantic_layers, device=device)
-        return [_add_reported(layer, self.min_size) for layer in layers]
+        return oap_hierarchy(F, thresholds, feature_weight=self.feature_weight,
+                             spatial_weight=self.spatial_weight, sigma=self.sigma,
+                             mean_pooling=self.mean_pooling, semantic_layers=semantic_layers,
+                             min_size=self.min_size, device=self.device_)
 
     def _segment(self, pf, random_state):
-        thresholds, device = self._check_params()
+        thresholds = self._thresholds()
         t = self.layer % len(thresholds)
         semantic = self.level == "semantic"
-        layer = self._hierarchy(pf, thresholds[:t + 1], device,
+        layer = self._hierarchy(pf, thresholds[:t + 1],
                                 semantic_layers={t} if semantic else ())[t]
         labels = layer[f"{self.level}_reported"]
         return SegmentResult(labels=labels, details={
@@ -442,6 +420,5 @@ class OAPSegmenter(BaseSegmenter):
             :func:`sklearn_useg.refine.upsample_labels`.
         """
         check_is_fitted(self)
-        thresholds, device = self._check_params()
         features = self._check_input(X)
-        return map_images(self._hierarchy, features, self.n_jobs, thresholds, device)
+        return map_images(self._hierarchy, features, self.n_jobs, self._thresholds())

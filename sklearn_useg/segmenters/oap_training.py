@@ -10,10 +10,10 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..features import _resolve_device
+from .._torch_utils import draw_seed, torch_seed
 from ..graph import normalize_features
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, training_bar
-from .oap import OAPSegmenter, _add_reported, oap_hierarchy
+from ._base import BaseSegmenter, SegmentResult, training_bar
+from .oap import OAPSegmenter, oap_hierarchy
 
 LEVELS = ("semantic", "instance")  # query sets, in the order the decoder stacks them
 _N_FREQ = 4  # Fourier frequencies of the positional encoding, per axis
@@ -327,6 +327,7 @@ class OAPDistillSegmenter(BaseSegmenter):
     _uses_image = False
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "pooling": [HasMethods(["predict_hierarchy"]), None],
         "level": [StrOptions(set(LEVELS))],
         "n_instance_queries": [Interval(Integral, 1, None, closed="left")],
@@ -352,10 +353,7 @@ class OAPDistillSegmenter(BaseSegmenter):
         "mask_weight": [Interval(Real, 0, None, closed="left")],
         "device": [str],
         "verbose": ["verbose"],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
         "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, pooling=None, *, level="instance", n_instance_queries=24,
@@ -399,18 +397,23 @@ class OAPDistillSegmenter(BaseSegmenter):
 
     # ----------------------------------------------------------------- parameters
     def _check_params(self):
-        self._validate_params()
         scale = self.crop_scale
         if not (len(scale) == 2 and all(isinstance(s, Real) for s in scale)
                 and 0 < scale[0] <= scale[1] <= 1):
             raise ValueError(f"crop_scale must be a pair (low, high) with 0 < low <= high "
                              f"<= 1, got {self.crop_scale!r}.")
-        _resolve_device(self.device)
-        pooling = OAPSegmenter() if self.pooling is None else self.pooling
-        if not isinstance(pooling, OAPSegmenter):
+        if not isinstance(self.pooling, (OAPSegmenter, type(None))):
             raise TypeError(f"pooling must be an OAPSegmenter or None, got "
-                            f"{type(pooling).__name__}.")
-        thresholds, _ = pooling._check_params()
+                            f"{type(self.pooling).__name__}.")
+        pooling, _ = self._pooling()
+        pooling._validate_params()
+        pooling._check_params()
+
+    def _pooling(self):
+        """The teacher's OAP (validated in ``fit``) and the thresholds of its layers up
+        to the one it returns."""
+        pooling = OAPSegmenter() if self.pooling is None else self.pooling
+        thresholds = pooling._thresholds()
         return pooling, thresholds[:pooling.layer % len(thresholds) + 1]
 
     def _queries(self):
@@ -446,8 +449,7 @@ class OAPDistillSegmenter(BaseSegmenter):
         layer = oap_hierarchy(F, thresholds, feature_weight=pooling.feature_weight,
                               spatial_weight=pooling.spatial_weight, sigma=pooling.sigma,
                               mean_pooling=pooling.mean_pooling, semantic_layers={t},
-                              device=self.device_)[t]
-        layer = _add_reported(layer, pooling.min_size)
+                              min_size=pooling.min_size, device=self.device_)[t]
         out = {}
         for level in LEVELS:
             ids, labels = np.unique(layer[f"{level}_reported"], return_inverse=True)
@@ -473,7 +475,7 @@ class OAPDistillSegmenter(BaseSegmenter):
         import torch
 
         check_is_fitted(self, "teacher_")
-        pooling, thresholds = self._check_params()
+        pooling, thresholds = self._pooling()
         level = self.level if level is None else level
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
@@ -600,13 +602,10 @@ class OAPDistillSegmenter(BaseSegmenter):
     def _fit(self, features, random_state):
         import torch
 
-        pooling, thresholds = self._check_params()
+        pooling, thresholds = self._pooling()
         if self.dim % self.n_heads:
             raise ValueError(f"n_heads={self.n_heads} must divide dim={self.dim}.")
-        self.device_ = _resolve_device(self.device)
-        seed = int(random_state.randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seed(draw_seed(random_state)):
             student = self._new_model().to(self.device_)
         teacher = self._new_model().to(self.device_)
         teacher.load_state_dict(student.state_dict())
@@ -698,24 +697,16 @@ class OAPDistillSegmenter(BaseSegmenter):
         return state
 
     def __setstate__(self, state):
+        super().__setstate__(state)  # device_ is one this machine has
         if "teacher_" in state:
-            import torch
-
-            weights = state["teacher_"]
-            super().__setstate__(dict(state, teacher_=None))
-            device = state["device_"]
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")  # fitted on a GPU, loaded without one
             model = self._new_model()
-            model.load_state_dict(weights)
-            self.teacher_, self.device_ = model.to(device).eval(), device
-            return
-        super().__setstate__(state)
+            model.load_state_dict(state["teacher_"])
+            self.teacher_ = model.to(self.device_).eval()
 
     def _segment(self, pf, random_state):
         import torch
 
-        pooling = OAPSegmenter() if self.pooling is None else self.pooling
+        pooling, _ = self._pooling()
         x = self._inputs(pf, pooling)
         if bool((x == x[0]).all()):  # all patches alike: one segment, as the pooling
             return SegmentResult(labels=np.zeros(pf.grid_shape, dtype=np.int32),

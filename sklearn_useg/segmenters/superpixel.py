@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..graph import l2_normalize, normalize_features, pixel_patch_counts, region_adjacency
 from ..refine import check_refine_params, superpixels
-from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult
+from ._base import BaseSegmenter, SegmentResult
 
 
 def region_descriptors(pf, regions, *, normalize="center_l2", color_weight=2.0):
@@ -98,14 +98,12 @@ class SuperpixelSegmenter(BaseSegmenter):
     """
 
     _parameter_constraints = {
+        **BaseSegmenter._parameter_constraints,
         "n_segments": [Interval(Integral, 1, None, closed="left")],
         "color_weight": [Interval(Real, 0, None, closed="left")],
         "linkage": [StrOptions({"average", "complete", "single", "ward"})],
         "normalize": [StrOptions({"none", "l2", "center", "center_l2"})],
         "superpixel_params": [dict, None],
-        "max_patches": [Interval(Integral, 1, None, closed="left"), None],
-        **REFINE_CONSTRAINTS,
-        "n_jobs": [Integral, None],
     }
 
     def __init__(self, n_segments=40, *, color_weight=2.0, linkage="average",
@@ -122,7 +120,6 @@ class SuperpixelSegmenter(BaseSegmenter):
         self.n_jobs = n_jobs
 
     def _check_params(self):
-        self._validate_params()
         check_refine_params("superpixels", self.superpixel_params)
 
     def _segment(self, pf, random_state):
