@@ -5,7 +5,7 @@
     python benchmarks/deepcut.py speed --n-images 10      # CPU s/image vs feature extraction
 
 ``horse``: Weizmann horses, 2 segments + the border rule
-(:func:`sklearn_useg.refine.border_background`), foreground IoU and CorLoc for N-cut and
+(:func:`sklearn_useg.refine.border_foreground`), foreground IoU and CorLoc for N-cut and
 CC on raw and centred keys, next to ``KMeansSegmenter(n_clusters=2)`` + the same rule on
 the same features. ``bsds``: BSDS500 val per-image Hungarian mIoU (mean over the human
 maps) for K = 4 N-cut, CC (k-less, cap ``--cc-cap``) at several alphas and
@@ -26,7 +26,7 @@ import torch
 from sklearn_useg import DinoFeatures, KMeansSegmenter
 from sklearn_useg.datasets import load_bsds500, load_weizmann_horse
 from sklearn_useg.metrics import corloc, foreground_iou, hungarian_miou
-from sklearn_useg.refine import border_background
+from sklearn_useg.refine import border_foreground
 from sklearn_useg import DeepCutSegmenter
 
 
@@ -56,7 +56,7 @@ def horse(args):
              for n in ("none", "center", "center_l2")]
     for name, norm, est in rows:
         labels, _, secs = _run(est, features)
-        masks = [border_background(lab) for lab in labels]
+        masks = [border_foreground(lab) for lab in labels]
         print(f"| {name} | {norm} | {100 * foreground_iou(data.targets, masks):.1f} | "
               f"{100 * corloc(data.targets, masks):.1f} | {secs:.3f} |")
 

@@ -9,7 +9,7 @@ human maps) of the instance and semantic masks of every layer, for centred keys 
 default), raw L2 keys (the paper's normalisation) and the paper's literal pooling
 ``softmax(M A / σ)`` (``mean_pooling=False``), next to ``KMeansSegmenter(k)``.
 ``horse``: Weizmann horses, foreground = every semantic mask of the layer except the one
-covering most of the image border (:func:`sklearn_useg.refine.border_background`);
+covering most of the image border (:func:`sklearn_useg.refine.border_foreground`);
 foreground IoU and CorLoc, next to ``KMeansSegmenter(2)`` + the same rule. ``speed``:
 median milliseconds per image of the whole hierarchy (5 layers, instance + semantic,
 :func:`sklearn_useg.segmenters.oap.oap_hierarchy` on normalised keys; features
@@ -29,7 +29,7 @@ from sklearn_useg import DinoFeatures, KMeansSegmenter
 from sklearn_useg.datasets import load_bsds500, load_weizmann_horse
 from sklearn_useg.graph import normalize_features
 from sklearn_useg.metrics import corloc, foreground_iou, hungarian_miou, segmentation_covering
-from sklearn_useg.refine import border_background, upsample_labels
+from sklearn_useg.refine import border_foreground, upsample_labels
 from sklearn_useg import OAPSegmenter
 from sklearn_useg.segmenters.oap import oap_hierarchy
 
@@ -94,7 +94,7 @@ def horse(args):
     print("| --- | --- | --- | --- | --- |")
 
     def row(name, labels):
-        masks = [border_background(lab) for lab in labels]
+        masks = [border_foreground(lab) for lab in labels]
         print(f"| {name} | {100 * foreground_iou(data.targets, masks):.1f} | "
               f"{100 * corloc(data.targets, masks):.1f} | {_n_segments(labels):g} |")
 

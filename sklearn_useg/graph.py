@@ -1,7 +1,11 @@
 """Shared graph maths on patch features: normalisation, affinities and grid adjacency."""
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
+
+from .refine import upsample_labels
 
 NORMALIZATIONS = ("none", "l2", "center", "center_l2")
 
@@ -48,11 +52,66 @@ def normalize_features(features, method):
 def cosine_affinity(X):
     """Dense cosine affinity ``A = X̂ X̂ᵀ`` of the rows of ``X`` (n, d).
 
-    Builds an n x n matrix: use only where n is small or the matrix is truly needed;
-    spectra of ``A`` come cheaper from the thin factor ``X̂`` itself.
+    .. deprecated:: 0.1
+        No method uses it (spectra of ``A`` come cheaper from the thin factor ``X̂``,
+        see :func:`thin_factor_spectrum`); it will be removed in 0.2. Use
+        ``Xn = l2_normalize(X); Xn @ Xn.T``.
     """
+    warnings.warn("cosine_affinity is deprecated in 0.1 and will be removed in 0.2; use "
+                  "Xn = l2_normalize(X); Xn @ Xn.T.", FutureWarning, stacklevel=2)
     Xn = l2_normalize(np.asarray(X).reshape(-1, np.asarray(X).shape[-1]))
     return Xn @ Xn.T
+
+
+def gaussian_affinity(X, sigma):
+    """Dense Gaussian affinity ``A_jk = exp(-‖x_j - x_k‖² / 2σ²)`` of the rows of ``X``.
+
+    IL2VSeg's colour affinity (RGB in ``[0, 1]``), computed in float32.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, c)
+        One point per row (e.g. the colours of the grid's pixels).
+    sigma : float
+        Width ``σ`` of the Gaussian.
+
+    Returns
+    -------
+    ndarray of shape (n, n), float32
+    """
+    X = np.asarray(X, dtype=np.float32)
+    sq = (X ** 2).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None] - 2 * X @ X.T, 0)
+    return np.exp(-d2 / (2 * sigma ** 2))
+
+
+def scaled_dot_affinity(X, offset=None):
+    """DeepCut's image graph: dot products of the rows of ``X`` over their maximum.
+
+    ``W = X Xᵀ / max(X Xᵀ)``, then clipped at 0 (``offset=None``: non-negative
+    weights, the normalized cut's graph) or minus ``offset`` (signed weights, pairs
+    below ``offset`` repel: the correlation clustering graph, ``offset = 1/α``). The
+    reference's CC graph ``X Xᵀ - max(X Xᵀ)/α`` is this one times the positive
+    constant ``max(X Xᵀ)``.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n, d)
+        Node features.
+    offset : float, optional
+        Subtracted from the scaled dot products; None clips them at 0 instead.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, n) or None
+        ``W``; None when ``X Xᵀ`` has no positive entry.
+    """
+    W = X @ X.T
+    top = W.max()
+    if not top > 0:
+        return None
+    W = W / top
+    return W.clamp(min=0) if offset is None else W - offset
 
 
 def grid_adjacency(shape, connectivity=4):
@@ -371,11 +430,8 @@ def pixel_patch_counts(labels, grid_shape):
         cell features ``F`` (h * w, d) over each region's pixels.
     """
     labels = np.asarray(labels)
-    H, W = labels.shape
     h, w = grid_shape
-    rows = np.minimum((np.arange(H) + 0.5) * h / H, h - 1).astype(np.intp)
-    cols = np.minimum((np.arange(W) + 0.5) * w / W, w - 1).astype(np.intp)
-    cell = (rows[:, None] * w + cols[None, :]).ravel()
+    cell = upsample_labels(np.arange(h * w).reshape(h, w), labels.shape).ravel()
     k = int(labels.max()) + 1
     return sp.csr_matrix((np.ones(labels.size), (labels.ravel().astype(np.intp), cell)),
                          shape=(k, h * w))

@@ -1,6 +1,8 @@
 """From patch-grid outputs to pixel labels: upsampling, relabelling, edge-aware
 refinement (superpixel voting, DenseCRF) and foreground rules (border, CLS attention)."""
 
+import warnings
+
 import numpy as np
 
 CRF_DEFAULTS = dict(n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_gaussian=4,
@@ -267,8 +269,9 @@ def dense_crf(image, labels, *, n_iter=20, gt_prob=0.8, sxy_gaussian=4, compat_g
     return values[out] if keep_labels else relabel_consecutive(out)
 
 
-def border_background(labels):
-    """The border rule: the segment covering most of the image border is background.
+def border_foreground(labels):
+    """The border rule's foreground: every segment but the one covering most of the
+    image border (the background).
 
     Parameters
     ----------
@@ -285,6 +288,19 @@ def border_background(labels):
     values, counts = np.unique(border, return_counts=True)
     background = values[np.argmax(counts)]
     return (labels != background).astype(np.int32)
+
+
+def border_background(labels):
+    """Deprecated alias of :func:`border_foreground`, which it returns.
+
+    .. deprecated:: 0.1
+        Renamed :func:`border_foreground` (it returns the foreground mask); this
+        name will be removed in 0.2.
+    """
+    warnings.warn("border_background was renamed border_foreground (it returns the "
+                  "foreground mask) in 0.1 and will be removed in 0.2.", FutureWarning,
+                  stacklevel=2)
+    return border_foreground(labels)
 
 
 FOREGROUND_RULES = ("auto", "attention", "border")
@@ -338,7 +354,7 @@ def foreground_mask(labels, attention=None, rule="auto"):
     attention : ndarray of shape (heads, h, w), optional
         CLS attention (``DinoFeatures(return_attention=True)``).
     rule : {"auto", "attention", "border"}, default="auto"
-        :func:`attention_foreground`, :func:`border_background`, or ``"auto"``:
+        :func:`attention_foreground`, :func:`border_foreground`, or ``"auto"``:
         attention when given, else the border rule.
 
     Returns
@@ -352,5 +368,5 @@ def foreground_mask(labels, attention=None, rule="auto"):
         raise ValueError("rule='attention' needs the CLS attention: "
                          "DinoFeatures(return_attention=True).")
     if rule == "border" or attention is None:
-        return border_background(labels)
+        return border_foreground(labels)
     return attention_foreground(labels, attention)

@@ -11,11 +11,15 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_useg import PatchFeatures
 from sklearn_useg.datasets import make_segmentation_blobs
-from sklearn_useg.graph import normalize_features
+from sklearn_useg.graph import normalize_features, scaled_dot_affinity
 from sklearn_useg.metrics import hungarian_miou, miou_scorer
-from sklearn_useg.refine import border_background
-from sklearn_useg.segmenters.deepcut import (DeepCutSegmenter, _affinity, _cc_loss,
-                                             _gcn_propagate, _ncut_loss)
+from sklearn_useg.refine import border_foreground
+from sklearn_useg.segmenters.deepcut import (DeepCutSegmenter, _cc_loss, _gcn_propagate,
+                                             _ncut_loss)
+
+
+def _affinity(F, loss, alpha):
+    return scaled_dot_affinity(F, None if loss == "ncut" else 1.0 / alpha)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -119,7 +123,7 @@ def test_two_stage_splits_foreground_and_keeps_background():
     assert hungarian_miou([truth], labels) >= 0.9
     assert details[0]["n_segments_bg"] == 1 and details[0]["n_segments_fg"] == 2
     one_stage = seg.set_params(two_stage=False).predict(X)[0]
-    np.testing.assert_array_equal(border_background(one_stage), truth > 0)
+    np.testing.assert_array_equal(border_foreground(one_stage), truth > 0)
 
 
 def test_deterministic_and_fresh_weights_per_call(tmp_path, monkeypatch):
@@ -182,7 +186,7 @@ def test_real_two_way_foreground_and_k_less_cc(bsds_small, bsds_small_features):
     features = bsds_small_features["key"]
     labels = DeepCutSegmenter(2, random_state=0).fit_predict(features)
     assert [lab.shape for lab in labels] == [img.shape[:2] for img in bsds_small.images]
-    masks = [border_background(lab) for lab in labels]
+    masks = [border_foreground(lab) for lab in labels]
     assert all(0 < m.mean() < 1 for m in masks)
     raw = DeepCutSegmenter(8, loss="cc", normalize="none", n_epochs=20, random_state=0)
     _, details = raw.fit(features).predict(features, return_details=True)

@@ -79,11 +79,13 @@ def test_dense_crf_missing_dependency_names_the_extra(monkeypatch):
         refine.dense_crf(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), int))
 
 
-def test_border_background():
+def test_border_foreground():
     labels = np.zeros((6, 6), int)
     labels[2:4, 2:4] = 1
-    np.testing.assert_array_equal(refine.border_background(labels), labels)
-    np.testing.assert_array_equal(refine.border_background(1 - labels), labels)
+    np.testing.assert_array_equal(refine.border_foreground(labels), labels)
+    np.testing.assert_array_equal(refine.border_foreground(1 - labels), labels)
+    with pytest.warns(FutureWarning, match="renamed border_foreground"):
+        np.testing.assert_array_equal(refine.border_background(labels), labels)
 
 
 @pytest.mark.parametrize("connectivity, n_edges", [(4, 12), (8, 20)])
@@ -98,15 +100,33 @@ def test_grid_adjacency(connectivity, n_edges):
         graph.grid_adjacency((3, 3), 6)
 
 
-def test_normalize_features_and_cosine_affinity():
+def test_normalize_features():
     X = np.random.RandomState(0).randn(10, 4) + 5
-    A = graph.cosine_affinity(X)
-    np.testing.assert_allclose(np.diag(A), 1, rtol=1e-5)
+    unit = graph.normalize_features(X, "l2")
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, rtol=1e-5)
     centred = graph.normalize_features(X, "center_l2")
     np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1, rtol=1e-5)
-    assert graph.cosine_affinity(centred).min() < 0 < A.min()
+    assert (centred @ centred.T).min() < 0 < (unit @ unit.T).min()
     with pytest.raises(ValueError, match="normalize must be one of"):
         graph.normalize_features(X, "whiten")
+    with pytest.warns(FutureWarning, match="cosine_affinity is deprecated"):
+        np.testing.assert_allclose(graph.cosine_affinity(X), unit @ unit.T, rtol=1e-6)
+
+
+def test_gaussian_and_scaled_dot_affinities():
+    import torch
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(12, 3)
+    d2 = ((X[:, None] - X[None]) ** 2).sum(-1)
+    A = graph.gaussian_affinity(X, 0.2)
+    assert A.dtype == np.float32
+    np.testing.assert_allclose(A, np.exp(-d2 / (2 * 0.2 ** 2)), rtol=1e-4, atol=1e-6)
+    F = torch.from_numpy(rng.randn(20, 4))
+    gram = F @ F.T
+    torch.testing.assert_close(graph.scaled_dot_affinity(F), gram.clamp(min=0) / gram.max())
+    torch.testing.assert_close(graph.scaled_dot_affinity(F, 0.5), gram / gram.max() - 0.5)
+    assert graph.scaled_dot_affinity(torch.zeros(5, 3)) is None
 
 
 def _rectangles(shape=(60, 90)):

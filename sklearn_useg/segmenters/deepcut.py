@@ -9,28 +9,12 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._torch_utils import draw_seed, torch_seed
-from ..graph import NORMALIZATIONS, normalize_features
+from ..graph import NORMALIZATIONS, normalize_features, scaled_dot_affinity
 from ..refine import FOREGROUND_RULES, foreground_mask
 from ._base import BaseSegmenter, SegmentResult
 
 #: Width of the GCN layer and of the MLP's hidden layer, and the MLP's dropout (paper).
 _CONV_HIDDEN, _MLP_HIDDEN, _DROPOUT = 64, 32, 0.25
-
-
-def _affinity(F, loss, alpha):
-    """The image graph ``W`` (n, n) of the node features ``F`` (n, d), a torch tensor.
-
-    ``"ncut"``: ``W = max(F Fᵀ, 0) / max(F Fᵀ)``. ``"cc"``: ``W = F Fᵀ / max(F Fᵀ) - 1/α``,
-    the reference's ``F Fᵀ - max(F Fᵀ)/α`` divided by the positive constant
-    ``max(F Fᵀ)`` (the minimiser of the CC loss and the GCN's normalised edge weights do
-    not change; the loss values stay O(1)). ``None`` when ``F Fᵀ`` has no positive entry.
-    """
-    W = F @ F.T
-    top = W.max()
-    if not top > 0:
-        return None
-    W = W / top
-    return W.clamp(min=0) if loss == "ncut" else W - 1.0 / alpha
 
 
 def _gcn_propagate(W, F):
@@ -94,7 +78,8 @@ def _ncut_loss(W, S, degree=None):
 def _cc_loss(G, S, alpha):
     """``-Σ_ij W_ij (S Sᵀ)_ij / n²`` for ``W = G Gᵀ - 1/α``, from the thin factor ``G``.
 
-    ``G`` is ``F / √max(F Fᵀ)``, so ``W`` is :func:`_affinity`'s CC graph and the value
+    ``G`` is ``F / √max(F Fᵀ)``, so ``W`` is the CC graph
+    (:func:`~sklearn_useg.graph.scaled_dot_affinity`) and the value
     is the reference's sum divided by the constant n². Computed as
     ``‖GᵀS‖²_F - ‖1ᵀS‖²/α``: O(n d K) per epoch, no n x n product.
     """
@@ -278,7 +263,9 @@ class DeepCutSegmenter(BaseSegmenter):
 
         F = normalize_features(F, self.normalize)
         F = torch.from_numpy(np.ascontiguousarray(F, dtype=np.float32))
-        W = _affinity(F, self.loss, self.alpha)
+        # dividing the reference's CC graph by max F Fᵀ keeps the minimiser of the CC
+        # loss and the GCN's normalised edge weights; the loss values stay O(1)
+        W = scaled_dot_affinity(F, None if self.loss == "ncut" else 1.0 / self.alpha)
         seed = draw_seed(random_state)
         if W is None or len(F) < 2:  # no positive affinity, or a single node
             return np.zeros(len(F), dtype=np.int64), float("nan")

@@ -15,7 +15,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._torch_utils import draw_seed, torch_seed
-from ..graph import NORMALIZATIONS, grid_edges, l2_normalize, normalize_features
+from ..graph import NORMALIZATIONS, gaussian_affinity, grid_edges, l2_normalize, \
+    normalize_features
 from ._base import BaseSegmenter, SegmentResult, pool_patches, training_bar
 
 _EPS = 1e-10
@@ -125,7 +126,8 @@ def spatial_fcm(colors, n_clusters, *, m=2.0, spatial=1.0, max_iter=100, tol=1e-
 
 
 def color_affinity_propagation(colors, P, sigma):
-    """``F_l = D^-1 A P`` with ``a_jk = exp(-||x_j - x_k||^2 / 2 sigma^2)`` over all pairs.
+    """``F_l = D^-1 A P`` with ``A`` the colour affinity
+    (:func:`~sklearn_useg.graph.gaussian_affinity`) over all pairs.
 
     Parameters
     ----------
@@ -139,10 +141,7 @@ def color_affinity_propagation(colors, P, sigma):
     ndarray of shape (n, K), float32
         Rows sum to 1 when the rows of ``P`` do.
     """
-    X = colors.astype(np.float32)
-    sq = (X ** 2).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None] - 2 * X @ X.T, 0)
-    A = np.exp(-d2 / (2 * sigma ** 2))
+    A = gaussian_affinity(colors, sigma)
     return ((A @ P) / A.sum(1, keepdims=True)).astype(np.float32)
 
 
@@ -566,7 +565,7 @@ class IL2VSegmenter(BaseSegmenter):
         inputs = [as_tensor(self._prepare(pf.flat)) for pf in features]
         units = [F.normalize(x, dim=1) for x in inputs]  # unit rows for the losses
         low = [self._low_level(pf, random_state) for pf in features]
-        low_t = [None if lo is None else (as_tensor(lo[0]), as_tensor(lo[1])) for lo in low]
+        low_t = [None if lo is None else as_tensor(lo[0]) for lo in low]
         views = self._augmented_views(features, random_state)
         views = [[as_tensor(self._prepare(v.flat)) for v in vs]
                  for vs in views]
@@ -628,18 +627,17 @@ class IL2VSegmenter(BaseSegmenter):
                 l_smooth = -((sim - sim.mean()) * (q[a] * q[b]).sum(1)).mean()
                 # L_fs, L_reg on the fused assignments
                 if low_t[i] is not None:
-                    f_low, colors = low_t[i]
                     M = self._cluster_map(f_seg.detach().cpu().numpy(), low[i][0])
-                    f_fused = (1 - alpha) * f_seg + alpha * (f_low @ as_tensor(M))
+                    f_fused = (1 - alpha) * f_seg + alpha * (low_t[i] @ as_tensor(M))
                 else:
                     f_fused = f_seg
                 qf = torch.softmax(f_fused[s] / tau, dim=1)
                 l_fs = _centred_pair_loss(units[i][s] @ units[i][s].T, qf)
                 l_reg = 0.0
                 if low_t[i] is not None:
-                    c = colors[s]
-                    A = torch.exp(-torch.cdist(c, c) ** 2 / (2 * self.color_sigma ** 2))
-                    l_reg = _centred_pair_loss(A, qf)
+                    colors = low[i][1][s.cpu().numpy()]
+                    l_reg = _centred_pair_loss(
+                        as_tensor(gaussian_affinity(colors, self.color_sigma)), qf)
                 total = total + (self.beta * l_reg + self.gamma * l_fs + l_data + l_smooth
                                  + l_corr)
             total = total / len(batch)
