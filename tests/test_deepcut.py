@@ -14,8 +14,8 @@ from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.graph import normalize_features, scaled_dot_affinity
 from sklearn_useg.metrics import hungarian_miou, miou_scorer
 from sklearn_useg.refine import border_foreground
-from sklearn_useg.segmenters.deepcut import (DeepCutSegmenter, _cc_loss, _gcn_propagate,
-                                             _ncut_loss)
+from sklearn_useg.segmenters.deepcut import (DeepCutSegmenter, _cc_loss, _gcn_adjacency,
+                                             _make_gnn, _ncut_loss)
 
 
 def _affinity(F, loss, alpha):
@@ -39,21 +39,48 @@ def _blobs(n_images, n_segments, **kwargs):
     return make_segmentation_blobs(n_images, n_segments=n_segments, **params)
 
 
+def _gcn_layer(n_features):
+    """DeepCut's GCN layer (a DenseGCNConv), with a random, non-zero bias."""
+    conv = _make_gnn(n_features, 2).conv
+    torch.nn.init.normal_(conv.bias)
+    return conv
+
+
+def test_gcn_layer_is_the_gcn_formula():
+    # D^-1/2 (A + I) D^-1/2 X Θ + b, D the degrees of A + I, on a small weighted graph
+    # without self-affinities (so every node gets a unit self-loop)
+    torch.manual_seed(0)
+    A = torch.rand(6, 6, dtype=torch.float64)
+    A = (A + A.T) * (A + A.T > 0.8)
+    A.fill_diagonal_(0)
+    X = torch.randn(6, 4, dtype=torch.float64)
+    conv = _gcn_layer(4).double()
+    A_loops = A + torch.eye(6, dtype=torch.float64)
+    d = A_loops.sum(dim=1).rsqrt()
+    expected = (d[:, None] * A_loops * d[None, :]) @ X @ conv.lin.weight.T + conv.bias
+    torch.testing.assert_close(_gcn_adjacency(A), A_loops)
+    torch.testing.assert_close(conv(X, _gcn_adjacency(A), add_loop=False)[0], expected)
+
+
 @pytest.mark.parametrize("loss", ["ncut", "cc"])
-def test_dense_propagation_equals_gcnconv(loss):
+def test_gcn_layer_equals_gcnconv_with_edge_weights(loss):
+    # the reference's layer: GCNConv over the edges W > 0, weighted by W
     from torch_geometric.nn import GCNConv
 
     rng = np.random.RandomState(0)
     F = torch.from_numpy(rng.randn(30, 5).astype(np.float32))
     W = _affinity(F, loss, 3.0)
     edge_index = (W > 0).nonzero().T
-    torch.manual_seed(0)
-    conv = GCNConv(5, 7)
-    expected = conv(F, edge_index, W[edge_index[0], edge_index[1]])
-    got = conv.lin(_gcn_propagate(W, F)) + conv.bias
+    conv = _gcn_layer(5)
+    reference = GCNConv(5, conv.out_channels)
+    reference.lin.load_state_dict(conv.lin.state_dict())
+    reference.bias.data.copy_(conv.bias.data)
+    expected = reference(F, edge_index, W[edge_index[0], edge_index[1]])
+    got = conv(F, _gcn_adjacency(W), add_loop=False)[0]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    if loss == "cc":  # some nodes lack a positive self-affinity: unit self-loops added
+    if loss == "cc":  # some nodes lack a positive self-affinity, some a degree of 1
         assert (torch.diagonal(W) <= 0).any()
+        assert (W.clamp(min=0).sum(dim=1) < 1).any()
 
 
 def test_affinities_and_losses_match_their_definitions():

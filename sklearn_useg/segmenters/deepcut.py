@@ -17,42 +17,40 @@ from ._base import BaseSegmenter, SegmentResult
 _CONV_HIDDEN, _MLP_HIDDEN, _DROPOUT = 64, 32, 0.25
 
 
-def _gcn_propagate(W, F):
-    """``Â F`` with ``Â = D^-1/2 A D^-1/2`` the operator of torch_geometric's ``GCNConv``.
+def _gcn_adjacency(W):
+    """The GCN's weighted adjacency (n, n) of the image graph ``W``, with self-loops.
 
-    ``A`` holds the positive entries of ``W`` as edge weights (the reference's
-    ``load_data`` keeps the edges ``W > 0``); like ``GCNConv``'s
+    The positive entries of ``W`` are the edge weights (the reference's ``load_data``
+    keeps the edges ``W > 0``, self-affinities included); like ``GCNConv``'s
     ``add_remaining_self_loops``, a node without a positive self-affinity gets a
-    self-loop of weight 1. Dense: the graph is complete, so ``GCNConv``'s edge list
-    (~n² entries) costs ~300x more per epoch than one dense product, and since ``Â`` and
-    ``F`` are fixed, ``Â F`` is computed once per graph instead of every epoch
-    (``Â (F Θ) = (Â F) Θ``).
+    self-loop of weight 1. The GCN's ``D^-1/2 A D^-1/2`` does not depend on the scale
+    of ``A``: it is scaled so that every degree is at least 1, and ``DenseGCNConv``'s
+    clamp of smaller degrees to 1 never applies (``GCNConv`` has none).
     """
     import torch
 
     A = W.clamp(min=0)
-    diag = torch.diagonal(A)
-    A = A + torch.diag(torch.where(diag > 0, torch.zeros_like(diag), torch.ones_like(diag)))
-    d = A.sum(dim=0).rsqrt()
-    return (d[:, None] * A * d[None, :]) @ F
+    A = A + torch.diag((torch.diagonal(A) <= 0).to(A.dtype))
+    return A / A.sum(dim=1).min().clamp(max=1)
 
 
 def _make_gnn(n_features, n_clusters):
-    """GCNConv(d -> 64) + ELU, MLP 64 -> 32 -> K (ELU, dropout), softmax over K."""
+    """DenseGCNConv(d -> 64) + ELU, MLP 64 -> 32 -> K (ELU, dropout), softmax over K."""
     import torch
-    from torch_geometric.nn import GCNConv
+    from torch_geometric.nn import DenseGCNConv
 
     class _GNNPool(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = GCNConv(n_features, _CONV_HIDDEN)
+            self.conv = DenseGCNConv(n_features, _CONV_HIDDEN)
             self.mlp = torch.nn.Sequential(
                 torch.nn.Linear(_CONV_HIDDEN, _MLP_HIDDEN), torch.nn.ELU(),
                 torch.nn.Dropout(_DROPOUT), torch.nn.Linear(_MLP_HIDDEN, n_clusters))
 
-        def forward(self, propagated):
-            # GCNConv's forward is Â (F Θ) + b; with Â F precomputed it is a linear map.
-            h = torch.nn.functional.elu(self.conv.lin(propagated) + self.conv.bias)
+        def forward(self, x, adj):
+            """Soft assignments (n, K) of the nodes ``x`` (n, d) of the graph ``adj``
+            (:func:`_gcn_adjacency`, its self-loops included)."""
+            h = torch.nn.functional.elu(self.conv(x, adj, add_loop=False)[0])
             return torch.softmax(self.mlp(h), dim=-1)
 
     return _GNNPool()
@@ -90,7 +88,7 @@ class DeepCutSegmenter(BaseSegmenter):
     """DeepCut: a small graph neural network trained on each image's own graph.
 
     For every image, the patch features ``F`` (n, d) define a complete graph
-    ``W = F Fᵀ``; a fresh one-layer GCN (``GCNConv`` d -> 64, ELU) followed by an MLP
+    ``W = F Fᵀ``; a fresh one-layer GCN (``DenseGCNConv`` d -> 64, ELU) followed by an MLP
     (64 -> 32 -> K, ELU, dropout 0.25, softmax) is trained from seeded random weights with
     AdamW to minimise a relaxed clustering functional of its soft assignment ``S``
     (n, K); the segments are ``argmax S``. Nothing is learned across images and
@@ -195,9 +193,13 @@ class DeepCutSegmenter(BaseSegmenter):
 
     Choices where the paper or the reference code are vague:
 
-    - the GCN layer is torch_geometric's ``GCNConv`` (its weights, initialisation and
-      normalisation ``D^-1/2 (A + I) D^-1/2`` over the edges ``W > 0``), evaluated with
-      one dense product because the graph is complete;
+    - the GCN layer is torch_geometric's ``DenseGCNConv`` on the dense graph (the
+      graph is complete: ``GCNConv``'s edge list of ~n² entries costs far more), with
+      ``GCNConv``'s weights, initialisation and normalisation ``D^-1/2 (A + I) D^-1/2``
+      over the edges ``W > 0``, a self-loop of weight 1 where a node's self-affinity is
+      not positive; it costs
+      ``O(n² · 64)`` per epoch, 0.11 s (N-cut, K = 2, 10 epochs) and 0.76 s (K = 4,
+      100 epochs) for a 22 x 34 grid on one CPU thread;
     - the labels come from a final forward pass in evaluation mode (no dropout), not
       from the last training pass;
     - softmax is taken over the K clusters (the reference calls ``softmax`` without
@@ -269,7 +271,7 @@ class DeepCutSegmenter(BaseSegmenter):
         seed = draw_seed(random_state)
         if W is None or len(F) < 2:  # no positive affinity, or a single node
             return np.zeros(len(F), dtype=np.int64), float("nan")
-        propagated = _gcn_propagate(W, F)
+        adj = _gcn_adjacency(W)
         if self.loss == "ncut":
             loss_fn = partial(_ncut_loss, W, degree=W.sum(dim=1))
         else:  # max F Fᵀ is the largest squared norm (Cauchy-Schwarz)
@@ -282,12 +284,12 @@ class DeepCutSegmenter(BaseSegmenter):
             model.train()
             for _ in range(n_epochs):
                 optimizer.zero_grad()
-                loss = loss_fn(model(propagated))
+                loss = loss_fn(model(F, adj))
                 loss.backward()
                 optimizer.step()
             model.eval()
             with torch.no_grad():
-                S = model(propagated)
+                S = model(F, adj)
                 final = float(loss_fn(S))
         return S.argmax(dim=1).numpy(), final
 
