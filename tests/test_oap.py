@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.graph import contract_edges, grid_edges, l2_normalize, quotient_edges
 from sklearn_useg.metrics import hungarian_miou, miou_scorer
-from sklearn_useg.segmenters.oap import OAPSegmenter, _merge_mask, oap_hierarchy
+from sklearn_useg.segmenters.oap import OAPSegmenter, _merge_mask, _Nodes, _Tokens, oap_hierarchy
 
 
 def _blobs(n_images=2, **kwargs):
@@ -101,11 +101,16 @@ def test_bounded_merge_mask_is_exact(seed, n, tau):
     R = np.stack([A[labels == k].sum(0) / counts[k] for k in range(s)])  # M A / |M|
     S = 0.6 * (V[i] * V[j]).sum(1) + 0.4 * (1 - np.abs(R[i] - R[j]).mean(1))
     Ft, Ct = torch.as_tensor(F), torch.as_tensor(C, dtype=torch.float32)
+    tokens = _Tokens(F=Ft, second_moment=Ft.T @ Ft / n, feature_weight=0.6,
+                     spatial_weight=0.4, sigma=0.07, mean_pooling=True)
     clear = np.abs(S - tau) > 1e-4  # float32 round-off at the threshold itself
     for rows in (None, torch.as_tensor(R, dtype=torch.float32)):  # rows computed or stored
-        got = _merge_mask(torch.as_tensor(i), torch.as_tensor(j),
-                          torch.as_tensor((V[i] * V[j]).sum(1), dtype=torch.float32), Ct,
-                          Ct @ (Ft.T @ Ft / n), rows, Ft, tau, 0.6, 0.4).numpy()
+        nodes = _Nodes(counts=torch.as_tensor(counts, dtype=torch.float32), C=Ct, R=rows,
+                       V=torch.as_tensor(V, dtype=torch.float32),
+                       P=Ct @ tokens.second_moment, pooled=True)
+        got = _merge_mask(tokens, nodes, torch.as_tensor(i), torch.as_tensor(j),
+                          torch.as_tensor((V[i] * V[j]).sum(1), dtype=torch.float32),
+                          tau).numpy()
         np.testing.assert_array_equal(got[clear], (S > tau)[clear])
 
 

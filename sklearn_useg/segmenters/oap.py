@@ -1,6 +1,8 @@
 """OAPSegmenter: Online Agglomerative Pooling (training-free hierarchical merging)."""
 
+from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -25,19 +27,43 @@ def _chunks(n_rows, n_cols):
     return [slice(start, start + step) for start in range(0, n_rows, step)]
 
 
-def _merge_mask(i, j, sf, C, P, R, F, tau, wf, ws):
-    """Which node pairs ``(i, j)`` have ``S = wf S^f + ws S^s > tau``.
+@dataclass(frozen=True)
+class _Tokens:
+    """What every layer of one image shares: its tokens and the pooling parameters."""
 
-    ``sf`` are the pairs' feature similarities, ``C`` (s, d) the nodes' mean token
-    features, ``P = C Σ`` with ``Σ = Fᵀ F / n`` and ``R`` (s, n) the nodes' mean
-    affinity rows ``r = c Fᵀ`` (None: computed from ``C`` where needed). With
-    ``x = r_i - r_j = (c_i - c_j) Fᵀ``, the spatial distance ``mean|x|`` lies
-    between ``mean(x²) / max|x| >= q / ‖c_i - c_j‖`` and ``sqrt(mean(x²)) = sqrt(q)``,
+    F: Any  # (n, d) torch tensor: unit-norm token features
+    second_moment: Any  # Σ = Fᵀ F / n (d, d), for the spatial bounds
+    feature_weight: float  # ω_f
+    spatial_weight: float  # ω_s
+    sigma: float  # temperature of the pooling softmax
+    mean_pooling: bool  # pool with the mean affinity row (True) or M A (False)
+
+
+@dataclass(frozen=True)
+class _Nodes:
+    """The nodes of one layer (supernodes of the tokens), all torch tensors."""
+
+    counts: Any  # (s,) tokens per node
+    C: Any  # (s, d) mean token features, the thin factor of the mean affinity rows c Fᵀ
+    R: Any  # (s, n) those rows, or None (computed from C where needed)
+    V: Any  # (s, d) node features
+    P: Any  # (s, d) C Σ, for the spatial bounds
+    pooled: bool  # whether V are pooled features (False for the tokens themselves)
+
+
+def _merge_mask(tokens, nodes, i, j, sf, tau):
+    """Which node pairs ``(i, j)`` have ``S = ω_f S^f + ω_s S^s > tau``.
+
+    ``sf`` are the pairs' feature similarities. With ``x = r_i - r_j = (c_i - c_j) Fᵀ``,
+    the spatial distance ``mean|x|`` lies between
+    ``mean(x²) / max|x| >= q / ‖c_i - c_j‖`` and ``sqrt(mean(x²)) = sqrt(q)``,
     ``q = (c_i - c_j)ᵀ Σ (c_i - c_j)`` (rows of F have norm <= 1). Pairs decided by
     these bounds skip the L1 distance over all n tokens, which is computed, in
     blocks, for the others only: the result is exact.
     """
     torch = _torch()
+    C, P, R, F = nodes.C, nodes.P, nodes.R, tokens.F
+    wf, ws = tokens.feature_weight, tokens.spatial_weight
     Ci, Cj = C[i], C[j]
     sq = (C * C).sum(dim=1)
     quad = (P * C).sum(dim=1)
@@ -53,30 +79,34 @@ def _merge_mask(i, j, sf, C, P, R, F, tau, wf, ws):
     return merge
 
 
-def _pool(nodes, C, R, counts, F, sigma, mean_pooling):
-    """Features ``L2N(softmax(r / sigma) F)`` of ``nodes``, ``r`` the node's mean
-    affinity row (or ``|M| r``, the paper's ``M A``, when ``mean_pooling=False``)."""
+def _pool(tokens, nodes, C, R, counts):
+    """Features ``L2N(softmax(r / sigma) F)`` of the nodes ``nodes`` (indices) of mean
+    token features ``C``, rows ``R`` and sizes ``counts``; ``r`` is the node's mean
+    affinity row (or ``|M| r``, the paper's ``M A``, without ``mean_pooling``)."""
     torch = _torch()
+    F = tokens.F
     out = torch.empty((len(nodes), F.shape[1]), dtype=F.dtype, device=F.device)
     for rows in _chunks(len(nodes), F.shape[0]):
         idx = nodes[rows]
         logits = C[idx] @ F.T if R is None else R[idx]
-        if not mean_pooling:
+        if not tokens.mean_pooling:
             logits = logits * counts[idx, None]
-        out[rows] = torch.softmax(logits / sigma, dim=1) @ F
+        out[rows] = torch.softmax(logits / tokens.sigma, dim=1) @ F
     return torch.nn.functional.normalize(out, dim=1)
 
 
-def _group(labels, n_groups, C, R, counts, V, pooled, F, sigma, mean_pooling):
-    """Merge nodes by ``labels``: the groups' sizes, count-weighted mean features ``C``,
-    mean affinity rows ``R`` (the count-weighted mean of the children's rows, O(s n);
-    None when above ``_ROWS``) and pooled features. A group of one child whose
-    feature is already pooled (``pooled``) keeps it: same mask, same feature."""
+def _group(tokens, nodes, labels, n_groups):
+    """The nodes of the next layer, merging ``nodes`` by ``labels``: sizes,
+    count-weighted mean features ``C``, mean affinity rows ``R`` (the count-weighted
+    mean of the children's rows, O(s n); None when above ``_ROWS``) and pooled
+    features. A group of one child whose feature is already pooled keeps it: same
+    mask, same feature."""
     torch = _torch()
+    C, R, V, F = nodes.C, nodes.R, nodes.V, tokens.F
     index = torch.as_tensor(labels, device=C.device)
     new_counts = torch.zeros(n_groups, dtype=C.dtype, device=C.device).index_add_(
-        0, index, counts)
-    weights = (counts / new_counts[index])[:, None]
+        0, index, nodes.counts)
+    weights = (nodes.counts / new_counts[index])[:, None]
     new_C = torch.zeros((n_groups, C.shape[1]), dtype=C.dtype,
                         device=C.device).index_add_(0, index, C * weights)
     if R is not None:
@@ -88,13 +118,14 @@ def _group(labels, n_groups, C, R, counts, V, pooled, F, sigma, mean_pooling):
         new_R = None
     new_V = torch.empty((n_groups, F.shape[1]), dtype=F.dtype, device=F.device)
     children = torch.bincount(index, minlength=n_groups)
-    kept = children[index] == 1 if pooled else torch.zeros_like(index, dtype=torch.bool)
+    kept = children[index] == 1 if nodes.pooled else torch.zeros_like(index, dtype=torch.bool)
     new_V[index[kept]] = V[kept]
     todo = torch.ones(n_groups, dtype=torch.bool, device=F.device)
     todo[index[kept]] = False
     todo = torch.nonzero(todo).flatten()
-    new_V[todo] = _pool(todo, new_C, new_R, new_counts, F, sigma, mean_pooling)
-    return new_counts, new_C, new_R, new_V
+    new_V[todo] = _pool(tokens, todo, new_C, new_R, new_counts)
+    return _Nodes(counts=new_counts, C=new_C, R=new_R, V=new_V,
+                  P=new_C @ tokens.second_moment, pooled=True)
 
 
 def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
@@ -133,44 +164,39 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
     n = h * w
     F = torch.as_tensor(np.ascontiguousarray(features.reshape(n, d), dtype=np.float32),
                         device=device)
+    second_moment = F.T @ F / n
+    tokens = _Tokens(F=F, second_moment=second_moment, feature_weight=feature_weight,
+                     spatial_weight=spatial_weight, sigma=sigma, mean_pooling=mean_pooling)
+    # one node per token: its own feature, the mean affinity rows (A itself for the
+    # tokens) never built
+    nodes = _Nodes(counts=torch.ones(n, dtype=F.dtype, device=F.device), C=F, R=None, V=F,
+                   P=F @ second_moment, pooled=False)
     edges = grid_edges((h, w), connectivity=4)
     token_node = np.arange(n)
-    counts = torch.ones(n, dtype=F.dtype, device=F.device)
-    # C: mean token feature of each node, the thin factor of its mean affinity row
-    # r = c Fᵀ; R: those rows, stored once there are few enough nodes (A itself for
-    # the tokens is never built); V: node features (the tokens' own at first)
-    C, R, V, pooled = F, None, F, False
-    sigma2 = F.T @ F / n  # second moment of the tokens, for the spatial bounds
-    P = C @ sigma2
     layers = []
     for t, tau in enumerate(thresholds):
         # instance pooling on the adjacency graph
         i, j = torch.as_tensor(edges, device=F.device).unbind(dim=1)
-        merge = _merge_mask(i, j, (V[i] * V[j]).sum(dim=1), C, P, R, F, tau,
-                            feature_weight, spatial_weight)
-        omega, s = contract_edges(len(C), edges, merge.cpu().numpy())
-        counts, C, R, V = _group(omega, s, C, R, counts, V, pooled, F, sigma, mean_pooling)
-        pooled = True
-        P = C @ sigma2
+        merge = _merge_mask(tokens, nodes, i, j, (nodes.V[i] * nodes.V[j]).sum(dim=1), tau)
+        omega, s = contract_edges(len(nodes.C), edges, merge.cpu().numpy())
+        nodes = _group(tokens, nodes, omega, s)
         edges = quotient_edges(edges, omega)
         token_node = omega[token_node]
         layer = {"threshold": float(tau), "instance": token_node.reshape(h, w),
-                 "instance_features": V.cpu().numpy(), "instance_sizes":
-                 counts.cpu().numpy().astype(np.int64), "instance_edges": edges}
+                 "instance_features": nodes.V.cpu().numpy(), "instance_sizes":
+                 nodes.counts.cpu().numpy().astype(np.int64), "instance_edges": edges}
         if semantic_layers is None or t in semantic_layers:
             # semantic pooling on the fully connected graph over this layer's instances
-            sf = V @ V.T
+            sf = nodes.V @ nodes.V.T
             i, j = torch.nonzero(torch.triu(feature_weight * sf + spatial_weight > tau,
                                             diagonal=1), as_tuple=True)
-            merge = _merge_mask(i, j, sf[i, j], C, P, R, F, tau, feature_weight,
-                                spatial_weight)
+            merge = _merge_mask(tokens, nodes, i, j, sf[i, j], tau)
             group, k = contract_edges(s, torch.stack([i, j], dim=1).cpu().numpy(),
                                       merge.cpu().numpy())
-            sem_counts, _, _, sem_V = _group(group, k, C, R, counts, V, True, F, sigma,
-                                             mean_pooling)
+            semantic = _group(tokens, nodes, group, k)
             layer.update(semantic=group[token_node].reshape(h, w), semantic_of_instance=group,
-                         semantic_features=sem_V.cpu().numpy(),
-                         semantic_sizes=sem_counts.cpu().numpy().astype(np.int64))
+                         semantic_features=semantic.V.cpu().numpy(),
+                         semantic_sizes=semantic.counts.cpu().numpy().astype(np.int64))
         layers.append(layer if min_size is None else _add_reported(layer, min_size))
     return layers
 
