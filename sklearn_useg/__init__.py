@@ -1,6 +1,7 @@
 """Unsupervised image segmentation with self-supervised ViT features, as scikit-learn
 estimators."""
 
+from ._version import __version__
 from .features import DinoFeatures, PatchFeatures
 from .metrics import (corloc, dataset_miou_scorer, foreground_iou, hungarian_miou,
                       make_miou_scorer, make_segmentation_scorer, miou_scorer,
@@ -11,8 +12,6 @@ from .segmenters import (ACSegSegmenter, CLASPSegmenter, DeepCutSegmenter, IL2VS
                          KMeansSegmenter, OAPDistillSegmenter, OAPSegmenter,
                          SuperpixelSegmenter)
 from .semantic import SemanticLabeler
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "DinoFeatures",

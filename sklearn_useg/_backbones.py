@@ -125,6 +125,12 @@ def resolve_weights(spec, weights):
     return "hub", tried
 
 
+def parse_weights(text):
+    """A ``--weights`` command-line value: 'none' is random weights (``None``), anything
+    else as is."""
+    return None if text.lower() == "none" else text
+
+
 def _load_state_dict(path):
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file

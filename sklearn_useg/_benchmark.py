@@ -242,7 +242,7 @@ def task_kind(task):
 
 
 def build_parser(prog="benchmarks/quality.py"):
-    from .cli import parse_weights
+    from ._backbones import parse_weights
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Quality of every method and baseline, one table per task.")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backbones import parse_weights
 from .plotting import overlay
 
 
@@ -17,11 +18,6 @@ def _segmenters():
     return {name[:-len("Segmenter")].lower(): getattr(segmenters, name)
             for name in segmenters.__all__
             if name.endswith("Segmenter") and name != "BaseSegmenter"}
-
-
-def parse_weights(text):
-    """``--weights`` value: 'none' is random weights (``None``), anything else as is."""
-    return None if text.lower() == "none" else text
 
 
 def _parse_param(text):

@@ -5,6 +5,8 @@ import warnings
 
 import joblib
 
+from ._version import __version__
+
 __all__ = ["save_model", "load_model"]
 
 _VERSION_KEY = "sklearn_useg_version"
@@ -38,8 +40,6 @@ def save_model(model, path):
     >>> load_model(path)  # doctest: +SKIP
     KMeansSegmenter(n_clusters=3)
     """
-    from . import __version__
-
     path = os.fspath(path)
     joblib.dump({_VERSION_KEY: __version__, "model": model}, path)
     return path
@@ -73,8 +73,6 @@ def load_model(path):
         have changed since, so its labels could differ; refit it, or load it with the
         version named in the warning.
     """
-    from . import __version__
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file {path!r}.")
