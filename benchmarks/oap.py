@@ -130,7 +130,8 @@ def _median_ms(fn, items, device, repeats):
 
 def speed(args):
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from sklearn_useg._torch_utils import single_thread
 
     images = load_bsds500("val", n_images=args.n_images).images
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -141,7 +142,7 @@ def speed(args):
           f"{args.feature_images} images.\n")
     print("| grid (tokens) | step | device | wall ms | CPU ms | ratio to DinoFeatures |")
     print("| --- | --- | --- | --- | --- | --- |")
-    with threadpool_limits(1):
+    with single_thread():  # torch, BLAS and OpenMP (oap_hierarchy sets none itself)
         for resize in (None, (784, 784)):
             params = dict(weights=args.weights, facet="key", device="cpu", resize=resize,
                           batch_size=1)
