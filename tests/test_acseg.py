@@ -141,7 +141,7 @@ def test_concept_spread_flags_concepts_that_ignore_the_image():
     X, _ = make_segmentation_blobs(n_images=6, grid_shape=(6, 6), n_segments=3,
                                    n_features=8, random_state=3)
     seg = ACSegSegmenter(4, n_iter=20, learning_rate=1e-2, random_state=0, **TINY).fit(X)
-    assert seg.concept_spread_ > 0.05
+    assert seg.concept_spread_ > 0.4  # measured 0.54
     assert seg.concept_spread(X) == pytest.approx(seg.concept_spread_, abs=1e-9)
     with torch.no_grad():  # collapse: the cross-attention no longer reads the image
         for layer in seg.module_.layers:
@@ -279,9 +279,9 @@ def test_grid_search_over_n_prototypes_with_dataset_scorer():
     search = GridSearchCV(Pipeline([("sem", sem)]),
                           {"sem__segmenter__n_prototypes": [2, 3]},
                           scoring=dataset_miou_scorer, cv=2).fit(X, y)
-    assert search.best_params_["sem__segmenter__n_prototypes"] in (2, 3)
-    scores = search.cv_results_["mean_test_score"]
-    assert np.all((scores >= 0) & (scores <= 1))
+    # three shared classes: three concepts per image win (measured 0.84 against 0.57)
+    assert search.best_params_["sem__segmenter__n_prototypes"] == 3
+    assert search.best_score_ > 0.75
 
 
 # ------------------------------------------------------------------- real data

@@ -92,8 +92,10 @@ def test_pipeline_grid_search_on_bsds(weights_path, data_home):
                      ("s", KMeansSegmenter(n_clusters=5, random_state=0))])
     search = GridSearchCV(pipe, {"s__n_clusters": [3, 5]}, scoring=miou_scorer, cv=2)
     search.fit(data.images, data.targets)
-    assert search.best_params_["s__n_clusters"] in (3, 5)
-    assert 0.05 < search.best_score_ <= 1.0
+    # BSDS images hold many segments: 5 clusters match them better (measured 0.147
+    # against 0.106 for 3)
+    assert search.best_params_["s__n_clusters"] == 5
+    assert search.best_score_ > 0.12
     labels = search.predict(data.images[:1])
     assert labels[0].shape == data.images[0].shape[:2] and labels[0].dtype == np.int32
 
