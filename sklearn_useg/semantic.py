@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import check_features
 from .features import _resolve_device
 from .graph import l2_normalize, pixel_patch_counts
+from .metrics import hungarian_miou
 
 CLS_SIZE = 224  # side of the region crops fed to the backbone (the paper's)
 
@@ -234,3 +235,25 @@ class SemanticLabeler(BaseEstimator):
         """Fit on ``X``, then label the same images (see :meth:`predict`)."""
         X = check_features(X)  # read once: a generator feeds both fit and predict
         return self.fit(X, y).predict(X)
+
+    def score(self, X, y):
+        """Dataset-wide Hungarian mIoU of the predicted classes against ``y``.
+
+        One matching of predicted classes to ground-truth classes over all the
+        images: :func:`~sklearn_useg.hungarian_miou` with ``matching="dataset"``,
+        what :data:`~sklearn_useg.dataset_miou_scorer` computes. This is the score
+        of ``GridSearchCV`` without ``scoring=``.
+
+        Parameters
+        ----------
+        X : list of PatchFeatures or ndarray of shape (h, w, d)
+            Per-image features.
+        y : list of ndarray of shape (H, W)
+            One ground-truth label map per image; pixels labelled 255 are ignored.
+
+        Returns
+        -------
+        float
+            Mean IoU over the ground-truth classes, in [0, 1], greater is better.
+        """
+        return hungarian_miou(y, self.predict(X), matching="dataset")

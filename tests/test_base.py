@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from sklearn_useg import DinoFeatures, KMeansSegmenter, PatchFeatures, hungarian_miou
-from sklearn_useg.datasets import make_segmentation_blobs
+from sklearn_useg.datasets import make_color_blobs, make_segmentation_blobs
 from sklearn_useg.metrics import miou_scorer
 from sklearn_useg.segmenters import BaseSegmenter, SegmentResult
 
@@ -81,6 +81,27 @@ def test_grid_search_on_synthetic_features():
     search = GridSearchCV(KMeansSegmenter(random_state=0), {"n_clusters": [2, 3, 6]},
                           scoring=miou_scorer, cv=2).fit(X, y)
     assert search.best_params_ == {"n_clusters": 3} and search.best_score_ > 0.95
+
+
+def test_score_is_the_mean_per_image_miou():
+    X, y = make_segmentation_blobs(n_images=3, n_segments=3, noise=1.0, random_state=0)
+    seg = KMeansSegmenter(n_clusters=2, random_state=0).fit(X)
+    per_image = [hungarian_miou([t], [p]) for t, p in zip(y, seg.predict(X))]
+    assert seg.score(X, y) == pytest.approx(np.mean(per_image))
+    assert seg.score(X, y) == miou_scorer(seg, X, y) < 0.9  # 2 segments for 3 regions
+
+
+def test_pipeline_grid_search_without_scoring_uses_score():
+    images, y = make_color_blobs(4, image_shape=(32, 48), n_segments=3, random_state=0)
+    pipe = make_pipeline(DinoFeatures(backbone="test_vit", weights=None, device="cpu"),
+                         KMeansSegmenter(random_state=0))
+    grid = {"kmeanssegmenter__n_clusters": [2, 3]}
+    default = GridSearchCV(pipe, grid, cv=2).fit(images, y)
+    explicit = GridSearchCV(pipe, grid, scoring=miou_scorer, cv=2).fit(images, y)
+    np.testing.assert_array_equal(default.cv_results_["mean_test_score"],
+                                  explicit.cv_results_["mean_test_score"])
+    assert default.best_params_ == explicit.best_params_
+    assert default.score(images, y) == explicit.score(images, y)
 
 
 @pytest.mark.real_data
