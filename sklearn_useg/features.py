@@ -230,8 +230,14 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from sklearn_useg import DinoFeatures  # doctest: +SKIP
-    >>> feats = DinoFeatures(weights="dinov2_vits14.safetensors").transform(images)
+    >>> from sklearn_useg import DinoFeatures
+    >>> from sklearn_useg.datasets import load_sample_images
+    >>> images = load_sample_images(["chelsea"]).images  # one 300 x 451 photo
+    >>> # weights=None: random weights, to run offline; keep the default "auto" to
+    >>> # load the DINOv2 checkpoint (from $SKLEARN_USEG_WEIGHTS or the hub)
+    >>> feats = DinoFeatures(weights=None, resize=112).transform(images)
+    >>> feats[0].grid_shape, feats[0].features.shape, feats[0].image_shape
+    ((8, 12), (8, 12, 384), (300, 451))
     """
 
     def __init__(self, backbone="dinov2_vits14", weights="auto", facet="token", layer=-1,

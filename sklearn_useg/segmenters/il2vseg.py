@@ -755,4 +755,3 @@ class IL2VSegmenter(BaseSegmenter):
                        "cluster_classes": M.argmax(1)}
         scores = f_seg.T.reshape(self.n_classes, *pf.grid_shape)
         return SegmentResult(scores=scores, details=details)
-
