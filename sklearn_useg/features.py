@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from . import _backbones
-from ._validation import check_images
+from ._validation import PipelineStepMixin, check_images
 from .graph import NORMALIZATIONS, normalize_features
 
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -176,7 +176,7 @@ def _cached_features(image, config):
     return feats[0], None if attn is None else attn[0]
 
 
-class DinoFeatures(TransformerMixin, BaseEstimator):
+class DinoFeatures(PipelineStepMixin, TransformerMixin, BaseEstimator):
     """Patch features of a self-supervised ViT (DINO, DINOv2) for each image.
 
     Parameters

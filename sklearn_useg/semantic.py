@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_features
+from ._validation import PipelineStepMixin, check_features
 from .features import _resolve_device
 from .graph import l2_normalize, pixel_patch_counts
 from .metrics import hungarian_miou
@@ -51,7 +51,7 @@ def _background(scores):
     return assignment == np.argmin(km.cluster_centers_.ravel())
 
 
-class SemanticLabeler(BaseEstimator):
+class SemanticLabeler(PipelineStepMixin, BaseEstimator):
     """Turn any segmenter's per-image segments into dataset-wide classes.
 
     ACSeg's concept classifier (Li et al., CVPR 2023), for every method: each

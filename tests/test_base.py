@@ -104,6 +104,18 @@ def test_pipeline_grid_search_without_scoring_uses_score():
     assert default.score(images, y) == explicit.score(images, y)
 
 
+def test_unnamed_pipeline_steps_point_to_make_pipeline():
+    images, _ = make_color_blobs(1, image_shape=(32, 48), random_state=0)
+    extractor = DinoFeatures(backbone="test_vit", weights=None, device="cpu")
+    with pytest.raises(TypeError, match=r"DinoFeatures is not a \(name, estimator\) pair.*"
+                                        r"make_pipeline\(DinoFeatures\(\), CLASP"):
+        Pipeline([extractor, KMeansSegmenter()]).fit(images)
+    with pytest.raises(TypeError, match="KMeansSegmenter is not a"):
+        Pipeline([("features", extractor), KMeansSegmenter()]).fit(images)
+    labels = make_pipeline(extractor, KMeansSegmenter(2, random_state=0)).fit_predict(images)
+    assert labels[0].shape == (32, 48)
+
+
 @pytest.mark.real_data
 def test_pipeline_grid_search_on_bsds(weights_path, data_home):
     from sklearn_useg.datasets import load_bsds500

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_features
+from .._validation import PipelineStepMixin, check_features
 from ..metrics import hungarian_miou
 from ..refine import REFINEMENTS, check_refine_params, refine_labels, relabel_consecutive, \
     upsample_argmax, upsample_labels
@@ -117,7 +117,7 @@ class SegmentResult:
         self.details = details or {}
 
 
-class BaseSegmenter(BaseEstimator):
+class BaseSegmenter(PipelineStepMixin, BaseEstimator):
     """Base class of the segmenters.
 
     Subclasses implement :meth:`_segment` (one image's features -> a
