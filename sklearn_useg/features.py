@@ -371,6 +371,19 @@ class DinoFeatures(PipelineStepMixin, TransformerMixin, BaseEstimator):
                 backbone=spec.name))
         return out
 
+    def load_backbone(self):
+        """The ViT that :meth:`transform` runs, with its checkpoint, on its device.
+
+        Returns
+        -------
+        torch.nn.Module
+            timm ``VisionTransformer`` in eval mode (shared per process: do not train
+            it).
+        """
+        _, config = self._config()
+        return _backbones.build_backbone(config["backbone"], config["weights"]).to(
+            config["device"])
+
     def _check_layer(self, config):
         model = _backbones.build_backbone(config["backbone"], config["weights"])
         n_blocks = len(model.blocks)

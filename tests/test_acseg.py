@@ -9,7 +9,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from sklearn_useg import KMeansSegmenter
+from sklearn_useg import DinoFeatures, KMeansSegmenter
+from sklearn_useg.datasets import make_color_blobs
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.features import PatchFeatures
 from sklearn_useg.graph import modularity_graph, soft_modularity_loss
@@ -260,8 +261,15 @@ def test_semantic_labeler_errors():
         SemanticLabeler(KMeansSegmenter(2), n_classes=2, background=True).fit(X)
     with pytest.raises(ValueError, match="fewer than"):
         SemanticLabeler(KMeansSegmenter(2), n_classes=10).fit(X)
-    with pytest.raises(ValueError, match="image"):
+    with pytest.raises(ValueError, match="needs feature_extractor"):
         SemanticLabeler(KMeansSegmenter(2), n_classes=2, region_embedding="cls").fit(X)
+    extractor = DinoFeatures(backbone="test_vit", weights=None, device="cpu")
+    with pytest.raises(ValueError, match=r"X\[0\]: .*needs PatchFeatures with the image"):
+        SemanticLabeler(KMeansSegmenter(2), n_classes=2, region_embedding="cls",
+                        feature_extractor=extractor).fit(X)
+    with pytest.raises(ValueError, match="feature_extractor"):  # not a DinoFeatures
+        SemanticLabeler(KMeansSegmenter(2), n_classes=2, region_embedding="cls",
+                        feature_extractor="dinov2_vits14").fit(X)
     with pytest.raises(ValueError, match="n_classes >= 2"):
         SemanticLabeler(KMeansSegmenter(2), n_classes=1, background=True).fit(X)
     with pytest.raises((TypeError, ValueError)):
@@ -270,6 +278,23 @@ def test_semantic_labeler_errors():
         SemanticLabeler(KMeansSegmenter(2), n_classes=2, region_embedding="max").fit(X)
     with pytest.raises(NotFittedError):
         SemanticLabeler(KMeansSegmenter(2)).predict(X)
+
+
+def test_semantic_labeler_cls_embedding_runs_the_extractors_backbone():
+    images, _ = make_color_blobs(3, image_shape=(32, 48), n_segments=3, random_state=0)
+    extractor = DinoFeatures(backbone="test_vit", weights=None, device="cpu")
+    X = extractor.transform(images)
+    sem = SemanticLabeler(KMeansSegmenter(3, n_init=1), n_classes=4, region_embedding="cls",
+                          feature_extractor=extractor, n_init=1, random_state=0)
+    pred = sem.fit(X).predict(X)
+    assert [p.shape for p in pred] == [(32, 48)] * 3 and max(p.max() for p in pred) < 4
+    assert sem.kmeans_.cluster_centers_.shape == (4, 64)
+    # features of another backbone than the extractor's: refused, not silently mixed
+    other = [PatchFeatures(features=pf.features, image_shape=pf.image_shape, image=pf.image,
+                           backbone="dinov2_vits14") for pf in X]
+    with pytest.raises(ValueError, match=r"X\[0\] was made by the backbone 'dinov2_vits14', "
+                                         r"but feature_extractor runs 'test_vit'"):
+        sem.predict(other)
 
 
 def test_grid_search_over_n_prototypes_with_dataset_scorer():
@@ -302,7 +327,8 @@ def test_real_acseg_default_architecture_on_bsds(bsds_small_features):
 def test_real_semantic_labeler_cls_embedding(bsds_small_features, weights_path):
     features = bsds_small_features["token"]
     sem = SemanticLabeler(KMeansSegmenter(3, n_init=1), n_classes=4,
-                          region_embedding="cls", weights=weights_path, device="cpu",
+                          region_embedding="cls",
+                          feature_extractor=DinoFeatures(weights=weights_path),
                           n_init=2, random_state=0)
     pred = sem.fit(features).predict(features)
     for pf, lab in zip(features, pred):
