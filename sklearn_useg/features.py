@@ -71,6 +71,16 @@ def _resolve_device(device):
                          f"got {device!r}.") from exc
 
 
+def _loaded_device(device):
+    """The saved ``device_`` of an unpickled model, or the CPU when it is a CUDA device
+    and this machine has none (a model fitted on a GPU, loaded without one)."""
+    import torch
+
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return device
+
+
 def resized_shape(shape, patch_size, resize, index=0):
     """Image size fed to the backbone, each side a multiple of ``patch_size``.
 

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..features import _resolve_device
+from ..features import _loaded_device, _resolve_device
 from ..graph import NORMALIZATIONS, modularity_graph, normalize_features, \
     soft_modularity_loss
 from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, training_bar
@@ -412,14 +412,10 @@ class ACSegSegmenter(BaseSegmenter):
 
     def __setstate__(self, state):
         if "module_" in state:
-            import torch
-
             module = _build_acg(state["n_prototypes"], state["n_features_in_"],
                                 state["n_layers"], state["n_heads"], state["ffn_dim"])
             module.load_state_dict(state["module_"])
-            device = state["device_"]
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")  # fitted on a GPU, loaded without one
+            device = _loaded_device(state["device_"])
             state = dict(state, module_=module.to(device).eval(), device_=device)
         super().__setstate__(state)
 

@@ -10,7 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..features import _resolve_device
+from ..features import _loaded_device, _resolve_device
 from ..graph import normalize_features
 from ._base import REFINE_CONSTRAINTS, BaseSegmenter, SegmentResult, training_bar
 from .oap import OAPSegmenter, _add_reported, oap_hierarchy
@@ -699,13 +699,9 @@ class OAPDistillSegmenter(BaseSegmenter):
 
     def __setstate__(self, state):
         if "teacher_" in state:
-            import torch
-
             weights = state["teacher_"]
             super().__setstate__(dict(state, teacher_=None))
-            device = state["device_"]
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")  # fitted on a GPU, loaded without one
+            device = _loaded_device(state["device_"])
             model = self._new_model()
             model.load_state_dict(weights)
             self.teacher_, self.device_ = model.to(device).eval(), device
