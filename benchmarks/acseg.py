@@ -75,7 +75,7 @@ def main(argv=None):
     rows.append(("SemanticLabeler(KMeansSegmenter(5))",
                  *dataset_scores(val_b.targets, sem_km.predict(val))))
     sem_acg = SemanticLabeler(acg(), n_classes=k, region_embedding=args.region_embedding,
-                              device="cpu", random_state=args.seed)
+                              feature_extractor=extractor, random_state=args.seed)
     _, t_sem_acg = timed(sem_acg.fit, train)
     seg = sem_acg.segmenter_
     rows.append(("SemanticLabeler(ACSegSegmenter())",

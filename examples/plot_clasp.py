@@ -30,7 +30,7 @@ print("patch grid:", features[0].grid_shape, "feature dim:", features[0].feature
 # -------
 # ``return_details=True`` tells which ``K`` CLASP chose for each image.
 clasp = CLASPSegmenter(random_state=0)
-clasp_labels, details = clasp.fit(features).predict(features, return_details=True)
+clasp_labels, details = clasp.fit_predict(features, return_details=True)
 for name, d in zip(["first", "second"], details):
     print(f"{name} image: eigengap elbow K_opt = {d['k_opt']}, chosen K = {d['n_segments']}")
 kmeans_labels = KMeansSegmenter(n_clusters=5, random_state=0).fit_predict(features)

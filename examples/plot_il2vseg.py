@@ -22,7 +22,7 @@ data = load_weizmann_horse(n_images=3)
 features = DinoFeatures(resize=224).transform(data.images)
 
 il2v = IL2VSegmenter(n_classes=4, max_iter=20, device="cpu", random_state=0)
-labels = il2v.fit(features).predict(features)
+labels = il2v.fit_predict(features)
 
 # %%
 # Classes shared across images

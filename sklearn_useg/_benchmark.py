@@ -160,7 +160,7 @@ def _score(task, targets, labels, features):
 
 def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="val",
              folder=None, ignore_index=None, max_train_iters=None, refine="default",
-             progress=True):
+             device=None, progress=True):
     """Score every method on one task; return (rows, n_test_images, n_train_images).
 
     Each row is ``(method, {metric: value}, seconds per test image)``. On CamVid,
@@ -171,7 +171,8 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
     are fitted on the folder's images, without their labels).
     Features come from ``extractor`` (CLS attention included, for the horse task's
     foreground rule), with the facet of :data:`FACETS` for the methods paired with one.
-    ``refine`` sets every segmenter's ``refine`` (``"default"`` keeps each one's own).
+    ``refine`` sets every segmenter's ``refine`` (``"default"`` keeps each one's own),
+    ``device`` the ``device`` of those that have one (``None`` keeps each one's own).
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -193,6 +194,8 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
         est = make_method(name, task, n_classes=n_classes, max_train_iters=max_train_iters)
         if refine != "default" and "refine" in est.get_params():
             est.set_params(refine=refine)
+        if device is not None and "device" in est.get_params():
+            est.set_params(device=device)
         start = time.perf_counter()
         if train_features is None:
             labels = est.fit(test_features).predict(test_features)
@@ -219,15 +222,16 @@ TITLES = {
 }
 
 
-def format_table(task, rows, n_test, n_train, *, split="val", folder=None):
-    """A Markdown table of one task's rows (on ``folder``, your own images, if given)."""
+def format_table(task, rows, n_test, n_train, *, device, split="val", folder=None):
+    """A Markdown table of one task's rows (on ``folder``, your own images, if given),
+    timed on ``device`` (a label such as ``"CPU"``)."""
     title = (TITLES[task].format(split=split) if folder is None else
              f"{task_kind(task).capitalize()} task on {folder[0]}, masks {folder[1]}")
     title += f" ({SCORES[task]})"
     metrics = list(rows[0][1]) if rows else []
     size = f"{n_test} images" + (f", {n_train} train images" if n_train else "")
     lines = [f"## {title}", "", f"{size}.", "",
-             "| method | " + " | ".join(metrics) + " | s/image (fit + predict, CPU) |",
+             "| method | " + " | ".join(metrics) + f" | s/image (fit + predict, {device}) |",
              "| --- |" + " ---: |" * (len(metrics) + 1)]
     for name, scores, seconds in rows:
         label = f"{name} (baseline)" if name in BASELINES else name
@@ -272,7 +276,9 @@ def build_parser(prog="benchmarks/quality.py"):
     parser.add_argument("--resize", type=int, default=None,
                         help="short side of the images given to the backbone (default: "
                              "native size)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto",
+                        help="torch device of the features and of every method that has "
+                             "one: auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "useg_cache"),
                         help="feature cache folder, shared between methods and runs")
     parser.add_argument("--data-home", default=None,
@@ -282,8 +288,8 @@ def build_parser(prog="benchmarks/quality.py"):
                              "(CPU runs); "
                              "default: the methods' own defaults")
     parser.add_argument("--out", default=None,
-                        help="Markdown file written with the tables ('-' for none; "
-                             "default: docs/benchmarks.md, none with --folder)")
+                        help="also write the Markdown document to this file, e.g. "
+                             "docs/benchmarks.md (default: standard output only)")
     parser.add_argument("--refine", default="default",
                         choices=["default", "none", "auto", "superpixels", "crf"],
                         help="every segmenter's refine parameter (default: each one's own)")
@@ -292,12 +298,14 @@ def build_parser(prog="benchmarks/quality.py"):
 
 
 def main(argv=None, prog="benchmarks/quality.py"):
-    """Run the benchmark; print the tables and write them to ``--out``."""
-    from .features import DinoFeatures
+    """Run the benchmark; print the Markdown document and write it to ``--out`` if
+    given."""
+    from .features import DinoFeatures, _resolve_device
 
     args = build_parser(prog).parse_args(argv)
+    device = str(_resolve_device(args.device))  # "auto" named: the header says which
     extractor = DinoFeatures(backbone=args.backbone, weights=args.weights,
-                             resize=args.resize, device=args.device, memory=args.cache,
+                             resize=args.resize, device=device, memory=args.cache,
                              return_attention=True)
     command = ("python " if prog.endswith(".py") else "") + prog + " " + " ".join(
         sys.argv[1:] if argv is None else argv)
@@ -308,28 +316,28 @@ def main(argv=None, prog="benchmarks/quality.py"):
     refine = "" if args.refine == "default" else f", refine={args.refine!r}"
     header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
               f"Backbone `{args.backbone}`, token facet (OAP: key facet, its pairing), "
-              f"{size}, CPU; every method with its defaults (ACSeg at its CPU setting "
-              f"{ACSEG_CPU}){training}{refine}. Baselines: k-means (k=5), felzenszwalb "
+              f"{size}, {device.upper()}; every method with its defaults (ACSeg at its "
+              f"CPU setting {ACSEG_CPU}){training}{refine}. Baselines: k-means (k=5), felzenszwalb "
               f"{FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and spectral = spectral "
               f"clustering of the feature cosine affinity with a fixed K {SPECTRAL_K}. "
               "Seconds per test image cover fit (training, for ACSeg / OAPDistill / IL2VSeg "
               "/ SemanticLabeler) "
               "and predict, not feature extraction.", ""]
+    print("\n".join(header), flush=True)
     tables = []
     tasks = args.datasets if args.folder is None else [FOLDER_TASKS[args.task]]
-    out = args.out or ("docs/benchmarks.md" if args.folder is None else "-")
     for task in tasks:
         rows, n_test, n_train = run_task(
             task, args.methods, extractor, n_images=args.n_images, data_home=args.data_home,
             split=args.split, folder=args.folder, ignore_index=args.ignore_index,
             max_train_iters=args.max_train_iters,
-            refine=None if args.refine == "none" else args.refine,
+            refine=None if args.refine == "none" else args.refine, device=device,
             progress=not args.no_progress)
-        tables.append(format_table(task, rows, n_test, n_train, split=args.split,
-                                   folder=args.folder))
+        tables.append(format_table(task, rows, n_test, n_train, device=device.upper(),
+                                   split=args.split, folder=args.folder))
         print(tables[-1] + "\n", flush=True)
-    if out != "-":
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text("\n".join(header) + "\n" + "\n\n".join(tables) + "\n")
-        print(f"wrote {out}")
+    if args.out is not None:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(header) + "\n" + "\n\n".join(tables) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0

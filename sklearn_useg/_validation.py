@@ -249,3 +249,19 @@ def check_features(X, *, name="X"):
             raise ValueError(f"{name}[{i}] has {d} features per patch, but {name}[0] has "
                              f"{d_first}: every grid needs the same feature dimension.")
     return out
+
+
+class PipelineStepMixin:
+    """Makes an unnamed step in ``Pipeline([...])`` fail with a pointer to
+    ``make_pipeline``.
+
+    scikit-learn's ``Pipeline`` takes ``(name, estimator)`` pairs and unpacks each step
+    into one; an estimator given alone cannot be unpacked, and this message says why.
+    """
+
+    def __iter__(self):
+        raise TypeError(
+            f"{type(self).__name__} is not a (name, estimator) pair: scikit-learn's "
+            f"Pipeline takes pairs, Pipeline([('features', DinoFeatures()), "
+            f"('seg', CLASPSegmenter())]); make_pipeline(DinoFeatures(), "
+            f"CLASPSegmenter()) names the steps for you.")

@@ -143,22 +143,34 @@ def segment(args):
     from tqdm.auto import tqdm
 
     from ._validation import check_image
+    from .segmenters._base import training_progress
 
     model = _new_model(args) if args.model is None else _saved_model(args.model, args.device)
     if model is None:
         return 2
     features, segmenter = model
-    # a saved model applies what it learned; a new one is fitted on each image
-    predict = segmenter.fit_predict if args.model is None else segmenter.predict
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failures = []
-    progress = tqdm(args.images, desc="segment", unit="image", file=sys.stderr,
-                    disable=args.no_progress or None)
-    for i, path in enumerate(progress):
+    failures, read = [], []  # read: (path, image, features) of the readable images
+    for i, path in enumerate(tqdm(args.images, desc="features", unit="image",
+                                  file=sys.stderr, disable=args.no_progress or None)):
         try:
             image = check_image(path, name="IMAGES", index=i)
-            labels = predict(features.transform([image]))[0]
+            read.append((path, image, features.transform([image])[0]))
+        except (ValueError, TypeError) as exc:
+            failures.append(f"{path}: {exc}")
+    if read and args.model is None:  # a new model learns from all the images at once
+        try:
+            with training_progress(not args.no_progress):
+                segmenter.fit([pf for _, _, pf in read])
+        except (ValueError, TypeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    progress = tqdm(read, desc="segment", unit="image", file=sys.stderr,
+                    disable=args.no_progress or None)
+    for path, image, pf in progress:
+        try:
+            labels = segmenter.predict([pf])[0]
         except (ValueError, TypeError) as exc:
             failures.append(f"{path}: {exc}")
             continue

@@ -539,10 +539,16 @@ def load_image_folder(images, masks=None, *, ignore_index=None, binary=False,
 
     Examples
     --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
     >>> from sklearn_useg.datasets import load_image_folder
-    >>> data = load_image_folder("photos", "masks")  # doctest: +SKIP
-    >>> len(data.images) == len(data.targets)  # doctest: +SKIP
-    True
+    >>> photos, masks = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(os.path.join(photos, "a.jpg"))
+    >>> Image.fromarray(np.eye(8, dtype=np.uint8)).save(os.path.join(masks, "a.png"))
+    >>> data = load_image_folder(photos, masks)
+    >>> data.filenames, data.images[0].shape, np.unique(data.targets[0]).tolist()
+    (['a'], (8, 8, 3), [0, 1])
     """
     n_images = _check_n_images(n_images)
     if ignore_index is not None:

@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from . import _backbones
 from ._patch_features import PatchFeatures
 from ._torch_utils import resolve_device
-from ._validation import check_images
+from ._validation import PipelineStepMixin, check_images
 from .graph import NORMALIZATIONS, normalize_features
 
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -117,7 +117,7 @@ def _cached_features(image, config):
     return feats[0], None if attn is None else attn[0]
 
 
-class DinoFeatures(TransformerMixin, BaseEstimator):
+class DinoFeatures(PipelineStepMixin, TransformerMixin, BaseEstimator):
     """Patch features of a self-supervised ViT (DINO, DINOv2) for each image.
 
     Parameters
@@ -171,8 +171,14 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from sklearn_useg import DinoFeatures  # doctest: +SKIP
-    >>> feats = DinoFeatures(weights="dinov2_vits14.safetensors").transform(images)
+    >>> from sklearn_useg import DinoFeatures
+    >>> from sklearn_useg.datasets import load_sample_images
+    >>> images = load_sample_images(["chelsea"]).images  # one 300 x 451 photo
+    >>> # weights=None: random weights, to run offline; keep the default "auto" to
+    >>> # load the DINOv2 checkpoint (from $SKLEARN_USEG_WEIGHTS or the hub)
+    >>> feats = DinoFeatures(weights=None, resize=112).transform(images)
+    >>> feats[0].grid_shape, feats[0].features.shape, feats[0].image_shape
+    ((8, 12), (8, 12, 384), (300, 451))
     """
 
     def __init__(self, backbone="dinov2_vits14", weights="auto", facet="token", layer=-1,
@@ -305,6 +311,19 @@ class DinoFeatures(TransformerMixin, BaseEstimator):
                 attention=attn, patch_size=spec.patch_size, stride=config["stride"],
                 backbone=spec.name))
         return out
+
+    def load_backbone(self):
+        """The ViT that :meth:`transform` runs, with its checkpoint, on its device.
+
+        Returns
+        -------
+        torch.nn.Module
+            timm ``VisionTransformer`` in eval mode (shared per process: do not train
+            it).
+        """
+        _, config = self._config()
+        return _backbones.build_backbone(config["backbone"], config["weights"]).to(
+            config["device"])
 
     def _check_layer(self, config):
         model = _backbones.build_backbone(config["backbone"], config["weights"])

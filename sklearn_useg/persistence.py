@@ -34,10 +34,11 @@ def save_model(model, path):
 
     Examples
     --------
+    >>> import os, tempfile
     >>> from sklearn_useg import KMeansSegmenter
     >>> from sklearn_useg.persistence import load_model, save_model
-    >>> path = save_model(KMeansSegmenter(3), "model.joblib")  # doctest: +SKIP
-    >>> load_model(path)  # doctest: +SKIP
+    >>> path = save_model(KMeansSegmenter(3), os.path.join(tempfile.mkdtemp(), "m.joblib"))
+    >>> load_model(path)
     KMeansSegmenter(n_clusters=3)
     """
     path = os.fspath(path)

@@ -1,6 +1,5 @@
 """SemanticLabeler: per-image segments of any segmenter -> dataset-wide classes."""
 
-import os
 from numbers import Integral
 
 import numpy as np
@@ -10,24 +9,32 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._torch_utils import draw_seed, resolve_device
-from ._validation import check_features
+from ._torch_utils import draw_seed
+from ._validation import PipelineStepMixin, check_features
 from .graph import l2_normalize, pixel_patch_counts
+from .metrics import hungarian_miou
 
 CLS_SIZE = 224  # side of the region crops fed to the backbone (the paper's)
 
 
-def _cls_embeddings(pf, labels, weights, device):
-    """The paper's region embedding: CLS token of each masked bounding-box crop."""
+def _cls_embeddings(pf, labels, extractor, index):
+    """The paper's region embedding: CLS token of each masked bounding-box crop, by the
+    backbone of ``extractor`` (the DinoFeatures that made ``pf``)."""
     import torch
     import torch.nn.functional as F
 
     from . import _backbones
 
     if pf.image is None or pf.backbone is None:
-        raise ValueError("region_embedding='cls' needs PatchFeatures with the image and "
-                         "the backbone name (DinoFeatures(keep_image=True)).")
-    model = _backbones.build_backbone(pf.backbone, weights).to(device)
+        raise ValueError(f"X[{index}]: region_embedding='cls' needs PatchFeatures with the "
+                         f"image and the backbone name (DinoFeatures(keep_image=True)).")
+    backbone = _backbones.get_backbone_spec(extractor.backbone).name
+    if pf.backbone != backbone:
+        raise ValueError(f"X[{index}] was made by the backbone {pf.backbone!r}, but "
+                         f"feature_extractor runs {backbone!r}: pass the DinoFeatures that "
+                         f"made X.")
+    model = extractor.load_backbone()
+    device = next(model.parameters()).device
     image = _backbones.normalize_batch([pf.image], device)  # (1, 3, H, W)
     crops = []
     for r in range(int(labels.max()) + 1):
@@ -50,7 +57,7 @@ def _background(scores):
     return assignment == np.argmin(km.cluster_centers_.ravel())
 
 
-class SemanticLabeler(BaseEstimator):
+class SemanticLabeler(PipelineStepMixin, BaseEstimator):
     """Turn any segmenter's per-image segments into dataset-wide classes.
 
     ACSeg's concept classifier (Li et al., CVPR 2023), for every method: each
@@ -71,8 +78,8 @@ class SemanticLabeler(BaseEstimator):
         weighted by the segment's pixels in it. ``"cls"`` (the paper's): crop the
         segment's bounding box from the image, mask out pixels outside the segment
         after ImageNet normalisation (set to 0), resize to 224 x 224 and take the
-        backbone's final CLS embedding (needs ``PatchFeatures`` with ``image`` and
-        ``backbone``, i.e. from :class:`~sklearn_useg.DinoFeatures`).
+        final CLS embedding of ``feature_extractor``'s backbone (needs
+        ``PatchFeatures`` with ``image`` and ``backbone``, i.e. from that extractor).
     background : bool, default=False
         Reserve class 0 for background. A segment's foreground score is the sum over
         its pixels of the last-layer CLS attention, minimum over heads; per image,
@@ -81,11 +88,10 @@ class SemanticLabeler(BaseEstimator):
         background). Needs ``DinoFeatures(return_attention=True)`` features.
     n_init : int, default=10
         k-means restarts.
-    weights : "auto", "hub" or path-like, default="auto"
-        Backbone checkpoint for ``region_embedding="cls"`` (see
-        :class:`~sklearn_useg.DinoFeatures`).
-    device : str, default="auto"
-        Torch device of the backbone for ``region_embedding="cls"``.
+    feature_extractor : DinoFeatures or None, default=None
+        The extractor that made ``X``; ``region_embedding="cls"`` needs it and runs its
+        backbone, checkpoint and device, so that the CLS embeddings come from the
+        model of the patch features.
     random_state : int, RandomState or None, default=None
         Seeds the segmenter (when it has a ``random_state`` that is None, it is set
         from this one) and the k-means.
@@ -122,21 +128,18 @@ class SemanticLabeler(BaseEstimator):
         "region_embedding": [StrOptions({"mean", "cls"})],
         "background": ["boolean"],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "weights": [str, os.PathLike],
-        "device": [str],
+        "feature_extractor": [HasMethods(["load_backbone"]), None],
         "random_state": ["random_state"],
     }
 
     def __init__(self, segmenter, n_classes=27, *, region_embedding="mean",
-                 background=False, n_init=10, weights="auto", device="auto",
-                 random_state=None):
+                 background=False, n_init=10, feature_extractor=None, random_state=None):
         self.segmenter = segmenter
         self.n_classes = n_classes
         self.region_embedding = region_embedding
         self.background = background
         self.n_init = n_init
-        self.weights = weights
-        self.device = device
+        self.feature_extractor = feature_extractor
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -150,7 +153,9 @@ class SemanticLabeler(BaseEstimator):
         if self.background and self.n_classes < 2:
             raise ValueError(f"background=True needs n_classes >= 2 (background plus at "
                              f"least one class), got n_classes={self.n_classes}.")
-        resolve_device(self.device)
+        if self.region_embedding == "cls" and self.feature_extractor is None:
+            raise ValueError("region_embedding='cls' needs feature_extractor: the "
+                             "DinoFeatures that made X (its backbone embeds the regions).")
 
     def _regions(self, features):
         """Segment each image; return its labels, region embeddings and background."""
@@ -161,7 +166,7 @@ class SemanticLabeler(BaseEstimator):
             if self.region_embedding == "mean":
                 emb = np.asarray(counts @ l2_normalize(pf.flat).astype(np.float64))
             else:
-                emb = _cls_embeddings(pf, labels, self.weights, resolve_device(self.device))
+                emb = _cls_embeddings(pf, labels, self.feature_extractor, i)
             if self.background:
                 if pf.attention is None:
                     raise ValueError(f"X[{i}] has no attention maps: background=True needs "
@@ -234,3 +239,25 @@ class SemanticLabeler(BaseEstimator):
         """Fit on ``X``, then label the same images (see :meth:`predict`)."""
         X = check_features(X)  # read once: a generator feeds both fit and predict
         return self.fit(X, y).predict(X)
+
+    def score(self, X, y):
+        """Dataset-wide Hungarian mIoU of the predicted classes against ``y``.
+
+        One matching of predicted classes to ground-truth classes over all the
+        images: :func:`~sklearn_useg.hungarian_miou` with ``matching="dataset"``,
+        what :data:`~sklearn_useg.dataset_miou_scorer` computes. This is the score
+        of ``GridSearchCV`` without ``scoring=``.
+
+        Parameters
+        ----------
+        X : list of PatchFeatures or ndarray of shape (h, w, d)
+            Per-image features.
+        y : list of ndarray of shape (H, W)
+            One ground-truth label map per image; pixels labelled 255 are ignored.
+
+        Returns
+        -------
+        float
+            Mean IoU over the ground-truth classes, in [0, 1], greater is better.
+        """
+        return hungarian_miou(y, self.predict(X), matching="dataset")

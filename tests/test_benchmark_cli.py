@@ -53,9 +53,10 @@ def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
     folder = _labelled_folder(tmp_path, kind)
     status = main(["benchmark", "--folder", folder, "--task", task, "--methods", "kmeans",
                    "felzenszwalb", "--backbone", "test_vit", "--weights", "none",
-                   "--cache", str(tmp_path / "cache"), "--no-progress"])
+                   "--device", "cpu", "--cache", str(tmp_path / "cache"), "--no-progress"])
     assert status == 0
     out = capsys.readouterr().out
+    assert out.startswith("# Quality benchmark") and ", CPU; every method" in out
     table = out[out.index("## "):].splitlines()
     assert f"task on {tmp_path / 'images'}" in table[0]
     assert table[2].startswith("4 images")
@@ -63,6 +64,31 @@ def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
     assert [row.split(" |")[0] for row in table[6:8]] == [
         "| kmeans (baseline)", "| felzenszwalb (baseline)"]
     assert not (tmp_path / "docs").exists() and "wrote" not in out
+
+
+def test_benchmark_writes_out_only_when_asked(tmp_path, monkeypatch, capsys):
+    folder = _labelled_folder(tmp_path, "labels")
+    monkeypatch.chdir(tmp_path)
+    args = ["benchmark", "--folder", folder, "--methods", "slic", "--backbone", "test_vit",
+            "--weights", "none", "--device", "cpu", "--cache", str(tmp_path / "cache"),
+            "--no-progress"]
+    assert main(args) == 0
+    assert not (tmp_path / "docs").exists()
+    capsys.readouterr()
+    assert main(args + ["--out", "docs/benchmarks.md"]) == 0
+    printed = capsys.readouterr()
+    written = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert written.strip() == printed.out.strip()  # the file holds what stdout shows
+    assert printed.err == "wrote docs/benchmarks.md\n"
+
+
+def test_library_imports_without_the_benchmark():
+    import subprocess
+    import sys
+
+    code = ("import sys, sklearn_useg, sklearn_useg.cli; "
+            "assert 'sklearn_useg._benchmark' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_benchmark_test_split_and_folder_errors(tmp_path, monkeypatch, capsys):
@@ -87,8 +113,9 @@ def test_benchmark_test_split_and_folder_errors(tmp_path, monkeypatch, capsys):
 def test_format_table_marks_baselines():
     rows = [("clasp", {"mIoU": 0.5, "covering": 0.25}, 0.1),
             ("slic", {"mIoU": 0.125, "covering": 0.75}, 0.02)]
-    table = _benchmark.format_table("bsds", rows, 3, 0)
+    table = _benchmark.format_table("bsds", rows, 3, 0, device="CUDA")
     lines = table.splitlines()
+    assert lines[4] == "| method | mIoU | covering | s/image (fit + predict, CUDA) |"
     assert lines[-2] == "| clasp | 0.500 | 0.250 | 0.10 |"
     assert lines[-1] == "| slic (baseline) | 0.125 | 0.750 | 0.02 |"
 

@@ -91,6 +91,26 @@ def test_fit_save_segment_evaluate_round_trip(tmp_path, capsys):
                                                   abs=1e-4)
 
 
+def test_segment_fits_a_new_model_on_all_the_images_then_predicts(tmp_path):
+    """ACSeg learns from the whole set given to 'segment', not from one image at a time."""
+    from sklearn_useg import ACSegSegmenter, DinoFeatures
+
+    images, _ = _blob_folder(tmp_path)
+    paths = sorted(str(p) for p in images.iterdir())
+    tiny = dict(n_layers=1, n_heads=1, ffn_dim=8, n_iter=3, batch_size=2, device="cpu",
+                random_state=0)
+    out = tmp_path / "out"
+    assert main(["segment", *paths, "--method", "acseg", "--out", str(out), "--backbone",
+                 "test_vit", "--weights", "none", "--resize", "32", "--no-progress"]
+                + [arg for key, value in tiny.items()
+                   for arg in ("--param", f"{key}={value!r}")]) == 0
+    X = DinoFeatures(backbone="test_vit", weights=None, resize=32).transform(paths)
+    expected = ACSegSegmenter(**tiny).fit(X).predict(X)
+    for i, labels in enumerate(expected):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"img{i}_labels.png")),
+                                      labels)
+
+
 def test_evaluate_and_model_errors_name_the_file(tmp_path, capsys):
     images, masks = _blob_folder(tmp_path, n_images=2)
     preds = tmp_path / "preds"

@@ -148,13 +148,13 @@ def test_short_fit_recovers_blob_partition():
     seg = IL2VSegmenter(n_classes=8, max_iter=10, random_state=0).fit(X)
     assert seg.centres_.shape == (8, 70) and len(seg.loss_curve_) == 10
     assert np.allclose(np.linalg.norm(seg.centres_, axis=1), 1, atol=1e-5)
-    assert hungarian_miou(y, seg.predict(X)) >= 0.9
+    assert hungarian_miou(y, seg.predict(X)) >= 0.95  # measured 1.0
 
 
 def test_class_margin_flags_a_collapsed_model():
     X, _ = make_segmentation_blobs(2, n_segments=4, random_state=0)
     seg = IL2VSegmenter(n_classes=4, max_iter=10, random_state=0).fit(X)
-    assert seg.class_margin_ > 0.05
+    assert seg.class_margin_ > 0.3  # measured 0.46
     assert seg.class_margin(X) == pytest.approx(seg.class_margin_)
     seg.centres_[:] = seg.centres_[0]  # every class centre merged into one
     assert seg.class_margin(X) < 1e-6
@@ -251,10 +251,10 @@ def test_pipeline_grid_search_over_alpha_with_dataset_scorer():
                      ("seg", IL2VSegmenter(n_classes=3, random_state=0, **FAST))])
     search = GridSearchCV(pipe, {"seg__alpha": [0.0, 1.0]}, scoring=dataset_miou_scorer,
                           cv=2).fit(images, y)
-    assert search.best_params_["seg__alpha"] in (0.0, 1.0)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     # with colour-only regions and a random backbone, the colour branch must win
     assert search.best_params_["seg__alpha"] == 1.0
+    assert search.best_score_ > 0.45  # measured 0.544 (0.518 for alpha=0)
 
 
 # --------------------------------------------------------------------------- #

@@ -43,6 +43,14 @@ def test_recovers_blobs_semantic_and_instance(mean_pooling):
         assert max(scores) >= 0.95, (level, scores)
 
 
+def test_default_output_recovers_blobs():
+    """What ``OAPSegmenter()`` predicts, not the best of its five layers."""
+    X, y = _blobs(3)
+    labels = OAPSegmenter().fit_predict(X)
+    assert hungarian_miou(y, labels) >= 0.9  # measured 0.953 (instance masks, layer 0)
+    assert all(len(np.unique(lab)) <= 2 * 4 for lab in labels)  # measured 4, 4, 6
+
+
 def test_semantic_joins_disjoint_regions_instance_does_not():
     rng = np.random.RandomState(0)
     centres = l2_normalize(rng.randn(2, 8))

@@ -6,7 +6,8 @@ import joblib
 import numpy as np
 import pytest
 
-from sklearn_useg import ACSegSegmenter, KMeansSegmenter, load_model, save_model
+from conftest import CHEAP_SEGMENTERS
+from sklearn_useg import KMeansSegmenter, load_model, save_model
 from sklearn_useg.datasets import make_segmentation_blobs
 
 
@@ -35,19 +36,21 @@ def test_other_version_warns_and_foreign_files_raise(tmp_path):
         load_model(tmp_path / "missing.joblib")
 
 
-def test_model_fitted_on_a_gpu_loads_on_a_cpu(tmp_path, monkeypatch):
-    """ACSeg keeps its device; one that is gone on loading falls back to the CPU."""
+@pytest.mark.parametrize("name, module", [("acseg", "module_"),
+                                          ("oap_distill", "teacher_")])
+def test_model_fitted_on_a_gpu_loads_on_a_cpu(tmp_path, monkeypatch, name, module):
+    """Trained models keep their device; one that is gone on loading falls back to the
+    CPU. (IL2VSeg keeps its head on the CPU after fit: nothing to fall back from.)"""
     import torch
 
     X, _ = make_segmentation_blobs(2, grid_shape=(6, 7), n_segments=3, n_features=8,
                                    random_state=0)
-    seg = ACSegSegmenter(3, n_layers=1, n_heads=1, ffn_dim=8, n_iter=2, batch_size=2,
-                         device="cpu", random_state=0).fit(X)
+    seg = CHEAP_SEGMENTERS[name]().fit(X)
     expected = seg.predict(X)
     seg.device_ = torch.device("cuda")  # as if fitted on a GPU (weights are saved on CPU)
-    path = save_model(seg, tmp_path / "acseg.joblib")
+    path = save_model(seg, tmp_path / f"{name}.joblib")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     loaded = load_model(path)
     assert loaded.device_ == torch.device("cpu")
-    assert next(loaded.module_.parameters()).device == torch.device("cpu")
+    assert next(getattr(loaded, module).parameters()).device == torch.device("cpu")
     np.testing.assert_array_equal(loaded.predict(X)[0], expected[0])

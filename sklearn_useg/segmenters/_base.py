@@ -14,7 +14,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._torch_utils import available_device, draw_seed, resolve_device, single_thread
-from .._validation import check_features
+from .._validation import PipelineStepMixin, check_features
+from ..metrics import hungarian_miou
 from ..refine import REFINEMENTS, check_refine_params, refine_labels, relabel_consecutive, \
     upsample_argmax, upsample_labels
 
@@ -118,7 +119,7 @@ class SegmentResult:
         self.details = details or {}
 
 
-class BaseSegmenter(BaseEstimator):
+class BaseSegmenter(PipelineStepMixin, BaseEstimator):
     """Base class of the segmenters.
 
     Subclasses implement :meth:`_segment` (one image's features -> a
@@ -268,6 +269,30 @@ class BaseSegmenter(BaseEstimator):
         """Fit, then segment the same images (see :meth:`predict`)."""
         X = check_features(X)  # read once: a generator feeds both fit and predict
         return self.fit(X, y).predict(X, **predict_params)
+
+    def score(self, X, y):
+        """Mean Hungarian mIoU of the predicted segmentations against ``y``.
+
+        Per image (and per annotation), each ground-truth region is matched to one
+        predicted segment maximising the total IoU; the IoUs are averaged over the
+        regions, then over annotations and images: :func:`~sklearn_useg.hungarian_miou`
+        with ``matching="image"``, what :data:`~sklearn_useg.miou_scorer` computes.
+        This is the score of ``GridSearchCV`` without ``scoring=``.
+
+        Parameters
+        ----------
+        X : list of PatchFeatures or ndarray of shape (h, w, d)
+            Per-image features.
+        y : list of ndarray of shape (H, W), or of lists of them
+            Ground-truth label maps, one item per image (several annotations of an
+            image in a list); pixels labelled 255 are ignored.
+
+        Returns
+        -------
+        float
+            Mean IoU in [0, 1], greater is better.
+        """
+        return hungarian_miou(y, self.predict(X))
 
     def __setstate__(self, state):
         if "device_" in state:  # fitted on a GPU, loaded on a machine without one

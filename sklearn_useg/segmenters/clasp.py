@@ -146,8 +146,7 @@ class CLASPSegmenter(BaseSegmenter):
     >>> from sklearn_useg import CLASPSegmenter
     >>> from sklearn_useg.datasets import make_segmentation_blobs
     >>> X, y = make_segmentation_blobs(n_images=1, n_segments=3, random_state=0)
-    >>> labels, details = CLASPSegmenter(random_state=0).fit(X).predict(
-    ...     X, return_details=True)
+    >>> labels, details = CLASPSegmenter(random_state=0).fit_predict(X, return_details=True)
     >>> labels[0].shape, labels[0].dtype, details[0]["n_segments"]
     ((24, 32), dtype('int32'), 3)
     """
