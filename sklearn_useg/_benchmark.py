@@ -300,10 +300,11 @@ def build_parser(prog="benchmarks/quality.py"):
 def main(argv=None, prog="benchmarks/quality.py"):
     """Run the benchmark; print the Markdown document and write it to ``--out`` if
     given."""
-    from .features import DinoFeatures, _resolve_device
+    from ._torch_utils import resolve_device
+    from .features import DinoFeatures
 
     args = build_parser(prog).parse_args(argv)
-    device = str(_resolve_device(args.device))  # "auto" named: the header says which
+    device = str(resolve_device(args.device))  # "auto" named: the header says which
     extractor = DinoFeatures(backbone=args.backbone, weights=args.weights,
                              resize=args.resize, device=device, memory=args.cache,
                              return_attention=True)
