@@ -53,11 +53,14 @@ def _timed(fn, *a, **kw):
 
 def _dense(X, seg, seed, formulation):
     """Dense reference: eigh of the n x n affinity, elbow, then per K either
-    SpectralClustering(precomputed A) or k-means on A's eigenvectors, and sklearn's
+    SpectralClustering(precomputed A) or k-means on A's eigenvectors (scaled by √λ
+    with the scaled embedding), and sklearn's
     silhouette (an n x n distance matrix per K)."""
     A = X @ X.T
     values, vectors = np.linalg.eigh(A)
     values, vectors = values[::-1], vectors[:, ::-1]
+    if seg.embedding == "scaled":
+        vectors = vectors * np.sqrt(np.maximum(values, 0))
     k_opt = eigengap_elbow(values)
     best = None
     for k in seg._k_range(k_opt, min(seg.max_segments, len(X))):
