@@ -51,8 +51,9 @@ def _naive_elbow(eigenvalues):
 
 def _dense_clasp(features, seg, random_state=0):
     """Dense reference of CLASP: eigh of the n x n affinity, the elbow, k-means per K on
-    A's eigenvectors (scaled by √λ with ``embedding="scaled"``), sklearn's silhouette. The k-means seed is drawn as the segmenter
-    draws it (one seed per call from random_state, then one per image)."""
+    A's eigenvectors (scaled by √λ with ``embedding="scaled"``), sklearn's silhouette.
+    The k-means seed is drawn as the segmenter draws it (one seed per call from
+    random_state, then one per image)."""
     seed = np.random.RandomState(
         np.random.RandomState(random_state).randint(2**31 - 1)).randint(2**31 - 1)
     X = l2_normalize(features.reshape(-1, features.shape[-1])).astype(np.float64)

@@ -203,7 +203,7 @@ def prefitted_on_images(attention_extractor):
     """``prefitted_on_images(name)``: segmenter ``name`` fitted on two random images."""
     rng = np.random.default_rng(0)
     X = attention_extractor.transform([rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-                                  for _ in range(2)])
+                                       for _ in range(2)])
 
     @functools.cache
     def fit(name):
