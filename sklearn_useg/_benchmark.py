@@ -160,7 +160,7 @@ def _score(task, targets, labels, features):
 
 def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="val",
              folder=None, ignore_index=None, max_train_iters=None, refine="default",
-             device=None, progress=True):
+             device=None, params=(), progress=True):
     """Score every method on one task; return (rows, n_test_images, n_train_images).
 
     Each row is ``(method, {metric: value}, seconds per test image)``. On CamVid,
@@ -172,7 +172,8 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
     Features come from ``extractor`` (CLS attention included, for the horse task's
     foreground rule), with the facet of :data:`FACETS` for the methods paired with one.
     ``refine`` sets every segmenter's ``refine`` (``"default"`` keeps each one's own),
-    ``device`` the ``device`` of those that have one (``None`` keeps each one's own).
+    ``device`` the ``device`` of those that have one (``None`` keeps each one's own);
+    ``params``, ``(method, key, value)`` triples, set one method's parameters.
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -196,6 +197,7 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
             est.set_params(refine=refine)
         if device is not None and "device" in est.get_params():
             est.set_params(device=device)
+        est.set_params(**{key: value for method, key, value in params if method == name})
         start = time.perf_counter()
         if train_features is None:
             labels = est.fit(test_features).predict(test_features)
@@ -247,6 +249,7 @@ def task_kind(task):
 
 def build_parser(prog="benchmarks/quality.py"):
     from ._backbones import parse_weights
+    from ._cli_args import parse_method_param
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Quality of every method and baseline, one table per task.")
@@ -293,6 +296,10 @@ def build_parser(prog="benchmarks/quality.py"):
     parser.add_argument("--refine", default="default",
                         choices=["default", "none", "auto", "superpixels", "crf"],
                         help="every segmenter's refine parameter (default: each one's own)")
+    parser.add_argument("--param", action="append", type=parse_method_param, default=[],
+                        metavar="METHOD:KEY=VALUE",
+                        help="a parameter of one method, e.g. kmeans:n_clusters=2 "
+                             "(repeatable; the header names the setting)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -303,7 +310,12 @@ def main(argv=None, prog="benchmarks/quality.py"):
     from ._torch_utils import resolve_device
     from .features import DinoFeatures
 
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    for method, _, _ in args.param:
+        if method not in args.methods:
+            parser.error(f"--param names {method!r}, which is not among --methods "
+                         f"{' '.join(args.methods)}")
     device = str(resolve_device(args.device))  # "auto" named: the header says which
     extractor = DinoFeatures(backbone=args.backbone, weights=args.weights,
                              resize=args.resize, device=device, memory=args.cache,
@@ -315,6 +327,7 @@ def main(argv=None, prog="benchmarks/quality.py"):
                 f" (ACSeg / OAPDistill / IL2VSeg training capped at {args.max_train_iters} "
                 "iterations)")
     refine = "" if args.refine == "default" else f", refine={args.refine!r}"
+    refine += "".join(f", {method} {key}={value!r}" for method, key, value in args.param)
     header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
               f"Backbone `{args.backbone}`, token facet (OAP: key facet, its pairing), "
               f"{size}, {device.upper()}; every method with its defaults (ACSeg at its "
@@ -333,7 +346,7 @@ def main(argv=None, prog="benchmarks/quality.py"):
             split=args.split, folder=args.folder, ignore_index=args.ignore_index,
             max_train_iters=args.max_train_iters,
             refine=None if args.refine == "none" else args.refine, device=device,
-            progress=not args.no_progress)
+            params=args.param, progress=not args.no_progress)
         tables.append(format_table(task, rows, n_test, n_train, device=device.upper(),
                                    split=args.split, folder=args.folder))
         print(tables[-1] + "\n", flush=True)

@@ -2,13 +2,13 @@
 ``samples`` (``sklearn-useg COMMAND --help`` for each)."""
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ._backbones import parse_weights
+from ._cli_args import parse_param
 from .plotting import overlay
 
 
@@ -18,16 +18,6 @@ def _segmenters():
     return {name[:-len("Segmenter")].lower(): getattr(segmenters, name)
             for name in segmenters.__all__
             if name.endswith("Segmenter") and name != "BaseSegmenter"}
-
-
-def _parse_param(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--param expects key=value, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
 
 
 def _new_model(args):
@@ -219,7 +209,7 @@ def main(argv=None):
         command.add_argument("--method", default="superpixel",
                              help="segmentation method (default: superpixel, the best "
                                   "per-image method in docs/benchmarks.md)")
-        command.add_argument("--param", action="append", type=_parse_param, default=[],
+        command.add_argument("--param", action="append", type=parse_param, default=[],
                              metavar="KEY=VALUE", help="method parameter (repeatable)")
         command.add_argument("--backbone", default="dinov2_vits14")
         command.add_argument("--weights", default="auto", type=parse_weights,

@@ -128,3 +128,27 @@ def test_pixel_baselines_segment_the_image(name):
     labels = _benchmark.make_method(name, "bsds").fit([pf]).predict([pf])[0]
     assert labels.shape == images[0].shape[:2]
     assert labels.min() == 0 and labels.max() >= 1
+
+
+def test_benchmark_param_sets_one_methods_parameter(tmp_path, capsys):
+    folder = _labelled_folder(tmp_path, "mat")
+    base = ["benchmark", "--folder", folder, "--methods", "kmeans", "spectral",
+            "--backbone", "test_vit", "--weights", "none", "--device", "cpu",
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    scores = {}
+    for k in (2, 4):
+        assert main(base + ["--param", f"kmeans:n_clusters={k}"]) == 0
+        out = capsys.readouterr().out
+        assert f"kmeans n_clusters={k}" in out.splitlines()[4]  # the header names it
+        rows = {row.split(" |")[0]: row for row in out.splitlines() if row.startswith("| ")}
+        scores[k] = rows["| kmeans (baseline)"], rows["| spectral (baseline)"]
+    assert scores[2][0] != scores[4][0]  # k-means follows its parameter...
+    assert scores[2][1].split("|")[:-2] == scores[4][1].split("|")[:-2]  # ...spectral not
+
+
+@pytest.mark.parametrize("param", ["kmeans", "kmeans:n_clusters", "clasp:beta=0.5"])
+def test_benchmark_param_errors(param, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmark", "--methods", "kmeans", "--param", param])
+    assert exc.value.code == 2
+    assert "--param" in capsys.readouterr().err
