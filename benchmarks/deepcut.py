@@ -93,6 +93,7 @@ def speed(args):
         feat_times.append(time.perf_counter() - start)
     configs = [("2-way ncut, 10 epochs", DeepCutSegmenter(2, random_state=0)),
                ("K=4 ncut, 100 epochs", DeepCutSegmenter(4, random_state=0)),
+               ("default (K=5 ncut, 100 epochs)", DeepCutSegmenter(random_state=0)),
                (f"cc cap {args.cc_cap}, 100 epochs",
                 DeepCutSegmenter(args.cc_cap, loss="cc", random_state=0))]
     feat = float(np.median(feat_times))
