@@ -21,7 +21,7 @@ FOLDER_TASKS = {"per-image": "bsds", "object": "horse", "dataset": "camvid"}
 METHODS = ("kmeans", "clasp", "oap", "oapdistill", "deepcut", "superpixel", "acseg",
            "il2vseg", "felzenszwalb", "slic", "spectral")
 # The feature facet each method is paired with (the token facet otherwise).
-FACETS = {"oap": "key", "oapdistill": "key"}
+FACETS = {"oap": "key", "oapdistill": "key", "deepcut": "key"}
 BASELINES = ("kmeans", "felzenszwalb", "slic", "spectral")
 # Fixed K of the "deep spectral" baseline (spectral clustering of the cosine affinity
 # of the features with a given number of segments) per task.
@@ -329,7 +329,7 @@ def main(argv=None, prog="benchmarks/quality.py"):
     refine = "" if args.refine == "default" else f", refine={args.refine!r}"
     refine += "".join(f", {method} {key}={value!r}" for method, key, value in args.param)
     header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
-              f"Backbone `{args.backbone}`, token facet (OAP: key facet, its pairing), "
+              f"Backbone `{args.backbone}`, token facet (OAP, DeepCut: key facet, their pairing), "
               f"{size}, {device.upper()}; every method with its defaults (ACSeg at its "
               f"CPU setting {ACSEG_CPU}){training}{refine}. Baselines: k-means (k=5), felzenszwalb "
               f"{FELZENSZWALB_PARAMS}, slic {SLIC_PARAMS}, and spectral = spectral "
