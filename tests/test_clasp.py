@@ -74,8 +74,8 @@ def _dense_clasp(features, seg, random_state=0):
     return k_opt, best[1], best[2]
 
 
-def _check_matches_dense(features):
-    seg = CLASPSegmenter(n_init=3, random_state=0)
+def _check_matches_dense(features, embedding="scaled"):
+    seg = CLASPSegmenter(n_init=3, embedding=embedding, random_state=0)
     labels, details = seg.fit([features]).predict([features], return_details=True)
     k_opt, k, dense_labels = _dense_clasp(features, seg)
     assert details[0]["k_opt"] == k_opt
@@ -127,11 +127,12 @@ def test_cosine_silhouette_equals_sklearn(seed, n, k):
         silhouette_score(X, labels, metric="cosine"), abs=1e-9)
 
 
-def test_matches_dense_computation_on_random_features():
+@pytest.mark.parametrize("embedding", ["scaled", "eigenvectors"])
+def test_matches_dense_computation_on_random_features(embedding):
     X, _ = _blobs(1, n_segments=5, noise=0.3, n_features=24, random_state=3)
-    _check_matches_dense(X[0])
+    _check_matches_dense(X[0], embedding)
     rng = np.random.RandomState(1)
-    _check_matches_dense(rng.randn(12, 15, 32).astype(np.float32) + 0.5)
+    _check_matches_dense(rng.randn(12, 15, 32).astype(np.float32) + 0.5, embedding)
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
@@ -146,7 +147,8 @@ def test_recovers_k_and_partition_on_blobs(k):
 
 
 @pytest.mark.parametrize("params", [dict(spectrum="laplacian"), dict(silhouette="euclidean"),
-                                    dict(normalize="center_l2"), dict(n_segments=3)])
+                                    dict(normalize="center_l2"), dict(n_segments=3),
+                                    dict(embedding="eigenvectors", beta=0.5)])
 def test_variants_recover_blobs(params):
     # (at random_state=7 the euclidean silhouette picks K=2 on one image: measured in
     # the K-dimensional embedding, it favours small K; see the estimator's docstring)
