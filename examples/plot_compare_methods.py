@@ -28,7 +28,7 @@ methods = {
     "k-means (k=5)": KMeansSegmenter(random_state=0),
     "CLASP": CLASPSegmenter(random_state=0),
     "OAP": OAPSegmenter(),
-    "DeepCut (2-way)": DeepCutSegmenter(random_state=0),
+    "DeepCut (K=5)": DeepCutSegmenter(random_state=0),
 }
 columns = {"image": [None] * len(images)}
 for name, segmenter in methods.items():
