@@ -122,8 +122,8 @@ def main(argv=None):
     bsds_val = extractor.transform(bsds_val_b.images)
     acg_b = acg().fit(bsds_train)
     print("| BSDS500 val, per-image | mIoU (%) |\n| --- | --- |")
-    for name, est in [("KMeansSegmenter(5)", KMeansSegmenter(5, refine=refine,
-                                                              random_state=args.seed)),
+    for name, est in [("KMeansSegmenter(5)",
+                       KMeansSegmenter(5, refine=refine, random_state=args.seed)),
                       (f"ACSegSegmenter (ACG trained on {len(bsds_train)} train images)",
                        acg_b)]:
         pred = est.predict(bsds_val) if est is acg_b else est.fit_predict(bsds_val)

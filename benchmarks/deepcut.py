@@ -73,7 +73,8 @@ def bsds(args):
     rows += [("DeepCut ncut K=4", n, DeepCutSegmenter(4, normalize=n, random_state=args.seed))
              for n in ("none", "center", "center_l2")]
     rows += [(f"DeepCut cc a={a:g} (cap {args.cc_cap})", n,
-              DeepCutSegmenter(args.cc_cap, loss="cc", alpha=a, normalize=n, random_state=args.seed))
+              DeepCutSegmenter(args.cc_cap, loss="cc", alpha=a, normalize=n,
+                               random_state=args.seed))
              for n in ("none", "center", "center_l2") for a in args.alphas]
     for name, norm, est in rows:
         labels, details, secs = _run(est, features)

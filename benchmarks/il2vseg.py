@@ -82,7 +82,8 @@ def main(argv=None):
     seg = make(0.5).fit(train)
     t_fit = time.perf_counter() - t0 - extractor.seconds
     t_views = extractor.seconds
-    rows, speeds = [("k-means-11 (all train patches)", None, *dataset_scores(val_b.targets, km_pred))], {}
+    rows = [("k-means-11 (all train patches)", None, *dataset_scores(val_b.targets, km_pred))]
+    speeds = {}
     for a in args.alphas:
         seg.set_params(predict_alpha=a, refine=None)
         t0 = time.perf_counter()

@@ -71,8 +71,8 @@ def main():
           f"predict\n")
     with threadpool_limits(limits=1):  # one BLAS thread per image; parallelism is joblib's
         loky = {name: _interleaved_rates({"1": (make(1).fit(features), None),
-                                           "2": (make(2).fit(features), None)},
-                                          features, args.repeats)
+                                          "2": (make(2).fit(features), None)},
+                                         features, args.repeats)
                 for name, make in methods.items()}
         dask = {}
         if not args.no_dask:
