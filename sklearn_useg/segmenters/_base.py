@@ -163,6 +163,9 @@ class BaseSegmenter(PipelineStepMixin, BaseEstimator):
     }
     _dataset_labels = False
     _uses_image = True  # False when _segment never reads PatchFeatures.image
+    # fitted attributes holding torch modules: pickled as their weights (the modules'
+    # classes are built in fit, torch is imported lazily), rebuilt by _new_module on load
+    _torch_modules = ()
     # values of the parameters the base reads, for subclasses without them
     refine = None
     refine_params = None
@@ -294,10 +297,28 @@ class BaseSegmenter(PipelineStepMixin, BaseEstimator):
         """
         return hungarian_miou(y, self.predict(X))
 
+    def _new_module(self, name):
+        """A fresh module for the fitted attribute ``name`` of :attr:`_torch_modules`, on
+        the device it is used on (its weights are loaded after)."""
+        raise NotImplementedError
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        for name in self._torch_modules:
+            if name in state:
+                state[name] = {key: value.cpu()
+                               for key, value in state[name].state_dict().items()}
+        return state
+
     def __setstate__(self, state):
         if "device_" in state:  # fitted on a GPU, loaded on a machine without one
             state = dict(state, device_=available_device(state["device_"]))
+        weights = {name: state[name] for name in self._torch_modules if name in state}
         super().__setstate__(state)
+        for name, module_weights in weights.items():
+            module = self._new_module(name)
+            module.load_state_dict(module_weights)
+            setattr(self, name, module.eval())
 
     def _predict_one(self, item, seed):
         """Labels at the image's resolution and details of one image: ``item`` is its

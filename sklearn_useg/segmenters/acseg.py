@@ -217,6 +217,7 @@ class ACSegSegmenter(BaseSegmenter):
     """
 
     _uses_image = False
+    _torch_modules = ("module_",)
 
     _parameter_constraints = {
         **BaseSegmenter._parameter_constraints,
@@ -390,22 +391,9 @@ class ACSegSegmenter(BaseSegmenter):
             w[b, :n, :n] = graphs[i][0]
         return w, torch.stack([graphs[i][1] for i in chosen])
 
-    def __getstate__(self):
-        # the module's classes are built in fit (torch is imported lazily), so pickle
-        # its weights and rebuild it on load
-        state = super().__getstate__()
-        if "module_" in state:
-            state = dict(state, module_={key: value.cpu() for key, value
-                                         in self.module_.state_dict().items()})
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)  # device_ is one this machine has
-        if "module_" in state:
-            module = _build_acg(self.n_prototypes, self.n_features_in_, self.n_layers,
-                                self.n_heads, self.ffn_dim)
-            module.load_state_dict(state["module_"])
-            self.module_ = module.to(self.device_).eval()
+    def _new_module(self, name):
+        return _build_acg(self.n_prototypes, self.n_features_in_, self.n_layers,
+                          self.n_heads, self.ffn_dim).to(self.device_)
 
     def similarities(self, X):
         """Cosine similarities of each image's patches to its refined concepts.

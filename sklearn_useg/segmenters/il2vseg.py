@@ -430,6 +430,8 @@ class IL2VSegmenter(BaseSegmenter):
 
     _dataset_labels = True
 
+    _torch_modules = ("head_",)
+
     _parameter_constraints = {
         **BaseSegmenter._parameter_constraints,
         "n_classes": [Interval(Integral, 2, None, closed="left")],
@@ -688,20 +690,8 @@ class IL2VSegmenter(BaseSegmenter):
             margins.append(top[:, 1] - top[:, 0])
         return float(np.concatenate(margins).mean())
 
-    def __getstate__(self):
-        # the head's class is built in fit (torch is imported lazily), so pickle its
-        # weights and rebuild it on load
-        state = super().__getstate__()
-        if "head_" in state:
-            state = dict(state, head_=self.head_.state_dict())
-        return state
-
-    def __setstate__(self, state):
-        if "head_" in state:
-            head = _build_head(state["n_features_in_"], state["dim"])
-            head.load_state_dict(state["head_"])
-            state = dict(state, head_=head.eval())
-        super().__setstate__(state)
+    def _new_module(self, name):
+        return _build_head(self.n_features_in_, self.dim)  # the head runs on the CPU
 
     def _augmented_views(self, features, random_state):
         """Per image, ``n_augmentations`` featurised photometric views (or [])."""

@@ -325,6 +325,7 @@ class OAPDistillSegmenter(BaseSegmenter):
     """
 
     _uses_image = False
+    _torch_modules = ("teacher_",)
 
     _parameter_constraints = {
         **BaseSegmenter._parameter_constraints,
@@ -687,21 +688,8 @@ class OAPDistillSegmenter(BaseSegmenter):
                             self.n_prototypes)
 
     # ----------------------------------------------------------------- inference
-    def __getstate__(self):
-        # the module's classes are built in fit (torch is imported lazily): pickle the
-        # teacher's weights and rebuild it on load
-        state = super().__getstate__()
-        if "teacher_" in state:
-            state = dict(state, teacher_={key: value.cpu() for key, value
-                                          in self.teacher_.state_dict().items()})
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)  # device_ is one this machine has
-        if "teacher_" in state:
-            model = self._new_model()
-            model.load_state_dict(state["teacher_"])
-            self.teacher_ = model.to(self.device_).eval()
+    def _new_module(self, name):
+        return self._new_model().to(self.device_)
 
     def _segment(self, pf, random_state):
         import torch
