@@ -204,6 +204,17 @@ class ACSegSegmenter(BaseSegmenter):
     (20.9 / 60.3) on these features. BSDS500 val, per-image mIoU (600 x 8 on the
     200 train images): 15.9 against 17.8 for ``KMeansSegmenter(5)``.
 
+    Why it stays below: with the default ``refine="auto"``, fitted on CamVid train and
+    scored on the train images themselves, ACSeg (600 x 8) reaches 19.0 / 49.1, as
+    high as ``SemanticLabeler(KMeansSegmenter())`` there (19.2-20.0 over seeds 0-3),
+    but 14.9 / 44.7 on val (k-means 19.4-20.9): its concepts transfer to unseen images
+    worse than k-means' per-image centres, not too few segments (4.9 per image on
+    val). Neither a shorter schedule (100 / 200 / 300 iterations: val 13.8 / 17.0 /
+    15.0, train 14.4 / 17.8 / 19.1; the figures move by 2 points between neighbouring
+    budgets) nor the generalised modularity with resolution 2 (more, smaller
+    communities: val 11.4 / 47.3) closes the gap (probes of this release on the
+    shared cache, seed 0).
+
     Examples
     --------
     >>> from sklearn_useg import ACSegSegmenter
