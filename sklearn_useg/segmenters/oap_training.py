@@ -35,6 +35,32 @@ def _positions(shape, device):
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
+def _connected_masks(labels, min_size):
+    """Split each mask of ``labels`` (h, w) into its 4-connected components; a component
+    under ``min_size`` patches joins the adjacent one it shares the most border with
+    (smallest first). Returns consecutive ids."""
+    from scipy import ndimage
+
+    out = np.zeros(labels.shape, dtype=np.int64)
+    n = 0
+    for value in np.unique(labels):
+        comp, k = ndimage.label(labels == value)
+        out[comp > 0] = comp[comp > 0] + n - 1
+        n += k
+    sizes = np.bincount(out.ravel(), minlength=n)
+    for c in np.argsort(sizes, kind="stable"):
+        if sizes[c] >= min_size or sizes[c] == 0:
+            continue
+        mask = out == c
+        ring = ndimage.binary_dilation(mask) & ~mask
+        if ring.any():
+            owner = np.bincount(out[ring]).argmax()
+            out[mask] = owner
+            sizes[owner] += sizes[c]
+            sizes[c] = 0
+    return np.unique(out, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
+
+
 def _build_model(n_features, dim, n_queries, n_layers, n_heads, adapter_dim, ffn_dim,
                  head_dim, n_prototypes):
     """Adapter, mask decoder and distillation head as one torch module (built in ``fit``;
@@ -217,6 +243,12 @@ class OAPDistillSegmenter(BaseSegmenter):
         Weight of the self-distillation loss.
     mask_weight : float, default=1.0
         Weight of the mask losses (cross-entropy + Dice).
+    connected : bool, default=False
+        At ``level="instance"``, split each predicted mask into its 4-connected
+        components on the patch grid (components under ``pooling.min_size`` patches
+        join the adjacent one they share the most border with), as OAP's instance
+        masks are connected regions. Off by default: see the Notes for what it gains
+        and loses.
     device : str, default="auto"
         Torch device for training and inference; "auto" picks CUDA when present.
     verbose : int, default=0
@@ -352,6 +384,7 @@ class OAPDistillSegmenter(BaseSegmenter):
         "center_momentum": [Interval(Real, 0, 1, closed="both")],
         "distillation_weight": [Interval(Real, 0, None, closed="left")],
         "mask_weight": [Interval(Real, 0, None, closed="left")],
+        "connected": ["boolean"],
         "device": [str],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -363,7 +396,7 @@ class OAPDistillSegmenter(BaseSegmenter):
                  n_iter=400, batch_size=8, learning_rate=2e-3, weight_decay=0.05,
                  momentum=0.9, teacher_temperature=0.04, student_temperature=0.1,
                  center_momentum=0.9, distillation_weight=1.0, mask_weight=1.0,
-                 device="auto", verbose=0, refine="auto", refine_params=None,
+                 connected=False, device="auto", verbose=0, refine="auto", refine_params=None,
                  max_patches=4096, random_state=None, n_jobs=None):
         self.pooling = pooling
         self.level = level
@@ -388,6 +421,7 @@ class OAPDistillSegmenter(BaseSegmenter):
         self.center_momentum = center_momentum
         self.distillation_weight = distillation_weight
         self.mask_weight = mask_weight
+        self.connected = connected
         self.device = device
         self.verbose = verbose
         self.refine = refine
@@ -704,6 +738,11 @@ class OAPDistillSegmenter(BaseSegmenter):
             _, logits = self.teacher_.decode(x, pf.grid_shape)
             probs = torch.softmax(logits[self._level_slice(self.level)], dim=0)
         probs = probs.cpu().numpy()
+        if self.level == "instance" and self.connected:
+            labels = _connected_masks(probs.argmax(axis=0).reshape(pf.grid_shape),
+                                      pooling.min_size)
+            return SegmentResult(labels=labels, details={
+                "level": self.level, "n_segments": int(labels.max()) + 1})
         kept = np.unique(probs.argmax(axis=0))  # queries that win no patch are dropped
         scores = probs[kept].reshape(len(kept), *pf.grid_shape)
         return SegmentResult(scores=scores, details={"level": self.level,
