@@ -2,6 +2,7 @@
 
     python benchmarks/oap_training.py                    # all three tasks, full splits
     python benchmarks/oap_training.py --n-images 20 --n-train 40 --n-iter 100   # a probe
+    python benchmarks/oap_training.py --param connected=True     # a non-default setting
 
 One run, the same features for both methods (last-layer keys of the DINOv2 ViT-S/14 at
 native size, with CLS attention, from the joblib cache ``--cache``), the same output
@@ -23,6 +24,7 @@ benchmark's).
 """
 
 import argparse
+import ast
 import os
 import tempfile
 import time
@@ -71,13 +73,24 @@ def main():
                         choices=["bsds", "horse", "camvid"])
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "useg_cache"))
     parser.add_argument("--weights", default="auto")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="an OAPDistillSegmenter parameter (Python literal), repeatable")
     args = parser.parse_args()
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
     torch.set_num_threads(args.threads)
     extractor = DinoFeatures(weights=args.weights, facet="key", memory=args.cache,
                              device="cpu", return_attention=True)
 
     def distill():
-        est = OAPDistillSegmenter(device=args.device, random_state=0)
+        est = OAPDistillSegmenter(device=args.device, random_state=0, **params)
         return est if args.n_iter is None else est.set_params(n_iter=args.n_iter)
 
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}; "

@@ -121,3 +121,20 @@ def test_trains_on_the_gpu():
                               **{**TINY, "device": "cuda"}).fit(X)
     assert seg.device_.type == "cuda"
     assert hungarian_miou(y, seg.predict(X)) >= 0.9
+
+
+def test_connected_splits_instance_masks_into_components():
+    from sklearn_useg.segmenters.oap_training import _connected_masks
+
+    labels = np.zeros((6, 8), dtype=int)
+    labels[:, 3:5] = 1  # mask 0 in two halves, split by mask 1
+    labels[0, 0] = 1  # a one-patch piece of mask 1: joins its neighbour
+    out = _connected_masks(labels, min_size=2)
+    assert len(np.unique(out)) == 3
+    assert out[0, 0] == out[0, 1] and out[0, 0] != out[0, 7]
+    X, _ = _grids(n_images=2)
+    seg = OAPDistillSegmenter(n_iter=2, batch_size=2, connected=True, refine=None,
+                              **TINY).fit(X)
+    from scipy import ndimage
+    for lab in seg.predict(X):
+        assert all(ndimage.label(lab == v)[1] == 1 for v in np.unique(lab))
