@@ -24,7 +24,6 @@ benchmark's).
 """
 
 import argparse
-import ast
 import os
 import tempfile
 import time
@@ -33,6 +32,7 @@ import numpy as np
 
 from sklearn_useg import DinoFeatures, OAPDistillSegmenter, OAPSegmenter, SemanticLabeler
 from sklearn_useg._benchmark import _score
+from sklearn_useg._cli_args import parse_param
 from sklearn_useg.datasets import load_bsds500, load_camvid, load_weizmann_horse
 
 
@@ -73,18 +73,11 @@ def main():
                         choices=["bsds", "horse", "camvid"])
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "useg_cache"))
     parser.add_argument("--weights", default="auto")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--param", action="append", type=parse_param, default=[],
+                        metavar="KEY=VALUE",
                         help="an OAPDistillSegmenter parameter (Python literal), repeatable")
     args = parser.parse_args()
-    params = {}
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--param takes KEY=VALUE, got {item!r}")
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
+    params = dict(args.param)
     torch.set_num_threads(args.threads)
     extractor = DinoFeatures(weights=args.weights, facet="key", memory=args.cache,
                              device="cpu", return_attention=True)
