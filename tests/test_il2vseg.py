@@ -14,7 +14,8 @@ from sklearn_useg.features import PatchFeatures
 from sklearn_useg.metrics import dataset_miou_scorer, hungarian_miou
 from sklearn_useg.segmenters.il2vseg import (IL2VSegmenter, _align, _cluster_classes,
                                              color_affinity_propagation, downsample_image,
-                                             photometric_augment, spatial_fcm)
+                                             image_neighbours, photometric_augment,
+                                             spatial_fcm)
 
 TINY = dict(backbone="test_vit", weights=None)  # timm's tiny random ViT, patch 16, d=64
 FAST = dict(max_iter=3, batch_size=2, n_samples=32, fcm_max_iter=20)
@@ -210,6 +211,45 @@ def test_random_state_changes_training():
     assert not np.allclose(a.centres_, b.centres_)
 
 
+def test_image_neighbours_are_the_nearest_other_images():
+    """Three groups of three descriptors: each one's neighbours are its group's others,
+    nearest first; an image (even one duplicated) is never its own neighbour."""
+    rng = np.random.RandomState(0)
+    directions = np.eye(3, 16) * 5
+    # within a group, offsets 0, 1, 3 along a private axis: member 0 is nearest to 1
+    offsets = np.array([0.0, 1.0, 3.0])
+    D = np.concatenate([directions[g] + offsets[:, None] * np.eye(16)[3 + g]
+                        for g in range(3)])
+    D = D + 1e-3 * rng.standard_normal(D.shape)
+    nbrs = image_neighbours(D, 2)
+    expected = np.array([[1, 2], [0, 2], [1, 0]])
+    np.testing.assert_array_equal(nbrs, np.concatenate([expected + 3 * g for g in range(3)]))
+    twins = image_neighbours(np.repeat(D[:2], 2, axis=0), 1)  # images 0 = 1, 2 = 3
+    np.testing.assert_array_equal(twins.ravel(), [1, 0, 3, 2])
+
+
+def test_knn_pairs_in_fit():
+    """neighbors_ pairs the training images whose features share a mean; at most
+    n_images - 1 neighbours; n_neighbors=0 keeps the former training (same losses)."""
+    rng = np.random.RandomState(0)
+    means = 3 * rng.standard_normal((3, 8))
+    group = [0, 1, 2, 0, 1, 2]  # images i and i + 3 alike
+    X = [(means[g] + rng.standard_normal((6, 7, 8))).astype(np.float32) for g in group]
+    seg = IL2VSegmenter(n_classes=3, n_neighbors=1, random_state=0, **FAST).fit(X)
+    np.testing.assert_array_equal(seg.neighbors_.ravel(), [3, 4, 5, 0, 1, 2])
+    assert seg.set_params(n_neighbors=10).fit(X).neighbors_.shape == (6, 5)
+    assert seg.set_params(n_neighbors=0).fit(X).neighbors_.shape == (6, 0)
+
+    X, _ = _colour_dataset(4, seed=6)
+    params = dict(n_classes=3, random_state=0, **{**FAST, "max_iter": 4})
+    off = IL2VSegmenter(n_neighbors=0, **params).fit(X).loss_curve_
+    # the loss curve before n_neighbors existed (same seed, same data)
+    np.testing.assert_allclose(off, [-1.2516298, -0.8920530, -0.5946487, -0.9368456],
+                               rtol=1e-5)
+    on = IL2VSegmenter(n_neighbors=2, **params).fit(X).loss_curve_
+    assert np.all(np.isfinite(on)) and not np.allclose(on, off)
+
+
 def test_augmented_views_through_feature_extractor():
     images, _ = make_color_blobs(2, image_shape=(48, 64), n_segments=3, random_state=0)
     extractor = DinoFeatures(**TINY)
@@ -230,6 +270,7 @@ def test_augmented_views_through_feature_extractor():
     ({"ema_decay": 1.0}, ValueError), ({"n_samples": 1}, ValueError),
     ({"normalize": "zscore"}, ValueError), ({"feature_extractor": "dino"}, ValueError),
     ({"fusion": "hungarian"}, ValueError), ({"teacher": "yes"}, ValueError),
+    ({"n_neighbors": -1}, ValueError), ({"corr_shift_knn": "0.12"}, ValueError),
     ({"refine_params": {"bogus": 1}}, ValueError), ({"max_iter": 2.5}, (ValueError, TypeError)),
 ])
 def test_invalid_params(params, error):

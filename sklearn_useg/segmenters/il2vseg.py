@@ -240,6 +240,29 @@ def _centred_pair_loss(S, q):
     return -((S - S.mean()) * (q @ q.T)).mean()
 
 
+def image_neighbours(descriptors, n_neighbors):
+    """Each image's ``n_neighbors`` nearest other images by cosine of their descriptors.
+
+    STEGO's KNN pairs: an image is never its own neighbour.
+
+    Parameters
+    ----------
+    descriptors : ndarray of shape (n_images, d)
+        One global descriptor per image (e.g. the mean of its unit patch features).
+    n_neighbors : int
+        Neighbours per image, at most ``n_images - 1``.
+
+    Returns
+    -------
+    ndarray of shape (n_images, n_neighbors), int
+        Row ``i``: the indices of image ``i``'s neighbours, nearest first.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=n_neighbors, metric="cosine").fit(descriptors)
+    return nn.kneighbors(return_distance=False)  # no query: an image is not its own
+
+
 class IL2VSegmenter(BaseSegmenter):
     r"""IL2Vseg: spatial fuzzy c-means colour cues fused with a learned semantic head.
 
@@ -274,8 +297,10 @@ class IL2VSegmenter(BaseSegmenter):
     - ``L_corr`` (STEGO): ``-mean(max(z_s z_tᵀ, 0) ⊙ (F_st - b))`` with ``F`` the
       pointwise-centred backbone correlation, for the image with itself
       (``b = corr_shift_self``), with a photometrically augmented view of itself
-      (``t`` = same patches in the view, ``b = corr_shift_self``) and with a random other
-      image of the batch (``b = corr_shift_random``); the three are averaged.
+      (``t`` = same patches in the view, ``b = corr_shift_self``), with a random other
+      image of the batch (``b = corr_shift_random``) and, with ``n_neighbors``, with
+      one of the image's nearest training images (``b = corr_shift_knn``); the terms
+      present are averaged.
     - ``L_smo`` (SmooSeg's energy): data term ``-mean_i Σ_k Q_ik cos(sg(z_i), c_k)``
       (codes detached, it trains the centres) plus smoothness over 4-adjacent patches
       ``-mean_(i,j) (s_ij - s̄) Q_i·Q_j``, ``s_ij`` the backbone cosine and ``s̄`` its
@@ -313,6 +338,16 @@ class IL2VSegmenter(BaseSegmenter):
         Weights of ``L_reg`` and ``L_fs``.
     corr_shift_self, corr_shift_random : float, default=0.18, 0.46
         STEGO's shifts ``b`` (its COCO-Stuff values).
+    n_neighbors : int, default=0
+        STEGO's KNN positives: each training image's ``n_neighbors`` nearest other
+        training images, by cosine of the mean of its unit (normalised) patch features
+        (STEGO: of its raw backbone features), found once in ``fit``
+        (:func:`image_neighbours`, ``neighbors_``); at each step every image of the
+        batch is paired with one of them drawn at random (STEGO: 7 over the dataset).
+        At most ``n_images - 1`` are used; 0 (or a single training image) leaves the
+        term out.
+    corr_shift_knn : float, default=0.12
+        Shift ``b`` of the KNN pairs (STEGO's COCO-Stuff ``pos_inter_shift``).
     temperature : float, default=0.1
         Softmax temperature ``τ`` of the assignments.
     max_iter : int, default=300
@@ -395,6 +430,9 @@ class IL2VSegmenter(BaseSegmenter):
     class_margin_ : float
         :meth:`class_margin` of the training images: near 0 when the head does not
         separate the classes (a collapsed model).
+    neighbors_ : ndarray of shape (n_images, k), int
+        Each training image's nearest other training images (indices into the
+        training list, nearest first), ``k = min(n_neighbors, n_images - 1)``.
     mean_ : ndarray of shape (n_features,)
         Mean training feature (only with ``normalize="dataset_center_l2"``).
     n_features_in_ : int
@@ -456,6 +494,8 @@ class IL2VSegmenter(BaseSegmenter):
         "gamma": [Interval(Real, 0, None, closed="left")],
         "corr_shift_self": [Real],
         "corr_shift_random": [Real],
+        "n_neighbors": [Interval(Integral, 0, None, closed="left")],
+        "corr_shift_knn": [Real],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -475,9 +515,9 @@ class IL2VSegmenter(BaseSegmenter):
     def __init__(self, n_classes=27, *, dim=70, alpha=0.5, predict_alpha=None,
                  fuzzifier=2.0, fcm_max_iter=100, fcm_tol=1e-4, color_sigma=0.1,
                  beta=0.05, gamma=0.1, corr_shift_self=0.18, corr_shift_random=0.46,
-                 temperature=0.1, max_iter=300, batch_size=8, n_samples=256,
-                 learning_rate=1e-4, centre_learning_rate=5e-4, ema_decay=0.998,
-                 teacher=False, fusion="permutation",
+                 n_neighbors=0, corr_shift_knn=0.12, temperature=0.1, max_iter=300,
+                 batch_size=8, n_samples=256, learning_rate=1e-4, centre_learning_rate=5e-4,
+                 ema_decay=0.998, teacher=False, fusion="permutation",
                  feature_extractor=None, n_augmentations=1,
                  normalize="dataset_center_l2",
                  device="auto", refine="auto", refine_params=None, max_patches=4096,
@@ -494,6 +534,8 @@ class IL2VSegmenter(BaseSegmenter):
         self.gamma = gamma
         self.corr_shift_self = corr_shift_self
         self.corr_shift_random = corr_shift_random
+        self.n_neighbors = n_neighbors
+        self.corr_shift_knn = corr_shift_knn
         self.temperature = temperature
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -576,6 +618,11 @@ class IL2VSegmenter(BaseSegmenter):
                                  dtype=np.float64).astype(np.float32)
         inputs = [as_tensor(self._prepare(pf.flat)) for pf in features]
         units = [F.normalize(x, dim=1) for x in inputs]  # unit rows for the losses
+        k = min(self.n_neighbors, len(features) - 1)
+        self.neighbors_ = np.empty((len(features), 0), dtype=np.intp)
+        if k:  # STEGO's KNN positives, by the mean of each image's unit rows
+            self.neighbors_ = image_neighbours(
+                torch.stack([u.mean(0) for u in units]).cpu().numpy(), k)
         low = [self._low_level(pf, random_state) for pf in features]
         low_t = [None if lo is None else as_tensor(lo[0]) for lo in low]
         views = self._augmented_views(features, random_state)
@@ -605,18 +652,25 @@ class IL2VSegmenter(BaseSegmenter):
         for _ in range(self.max_iter):
             batch = torch.randperm(n_img, generator=gen)[:self.batch_size].tolist()
             partners = torch.randint(n_img, (len(batch),), generator=gen).tolist()
+            knn = (self.neighbors_[batch, torch.randint(k, (len(batch),), generator=gen)
+                                   .numpy()].tolist() if k else [None] * len(batch))
             total = 0.0
             cen = F.normalize(local, dim=1)
-            for i, j in zip(batch, partners):
+            for i, j, nb in zip(batch, partners, knn):
                 z = F.normalize(head(inputs[i]), dim=1)
                 n = len(z)
                 s = torch.randperm(n, generator=gen)[:self.n_samples].to(device)
-                # L_corr: self, random image, augmented view
+                # L_corr: self, random image, nearest image, augmented view
                 corr = [_corr_loss(units[i][s], units[i][s], z[s], z[s], self.corr_shift_self)]
                 zj = F.normalize(head(inputs[j]), dim=1)
                 sj = torch.randperm(len(zj), generator=gen)[:self.n_samples].to(device)
                 corr.append(_corr_loss(units[i][s], units[j][sj], z[s], zj[sj],
                                        self.corr_shift_random))
+                if nb is not None:
+                    zn = F.normalize(head(inputs[nb]), dim=1)
+                    sn = torch.randperm(len(zn), generator=gen)[:self.n_samples].to(device)
+                    corr.append(_corr_loss(units[i][s], units[nb][sn], z[s], zn[sn],
+                                           self.corr_shift_knn))
                 if views[i]:
                     v = int(torch.randint(len(views[i]), (1,), generator=gen))
                     xa = views[i][v]
