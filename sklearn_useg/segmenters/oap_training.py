@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._torch_utils import draw_seed, torch_seed
 from ..graph import normalize_features
+from ..refine import relabel_consecutive
 from ._base import BaseSegmenter, SegmentResult, training_bar
 from .oap import OAPSegmenter, oap_hierarchy
 
@@ -58,7 +59,7 @@ def _connected_masks(labels, min_size):
             out[mask] = owner
             sizes[owner] += sizes[c]
             sizes[c] = 0
-    return np.unique(out, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
+    return relabel_consecutive(out)
 
 
 def _build_model(n_features, dim, n_queries, n_layers, n_heads, adapter_dim, ffn_dim,
