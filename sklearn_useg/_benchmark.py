@@ -160,10 +160,13 @@ def _score(task, targets, labels, features):
 
 def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="val",
              folder=None, ignore_index=None, max_train_iters=None, refine="default",
-             device=None, params=(), progress=True):
+             device=None, params=(), seeds=(0,), progress=True):
     """Score every method on one task; return (rows, n_test_images, n_train_images).
 
-    Each row is ``(method, {metric: value}, seconds per test image)``. On CamVid,
+    Each row is ``(method, {metric: value}, seconds per test image)``, or with
+    several ``seeds`` ``(method, {metric: [value per seed]}, mean seconds)``: each
+    seed is the ``random_state`` of the method and of the SemanticLabeler (a method
+    without one, on a per-image task, runs once). On CamVid,
     per-image methods are wrapped in :class:`~sklearn_useg.semantic.SemanticLabeler`
     (11 classes) fitted on the train images; IL2VSeg predicts 11 classes itself.
     ``folder=(images, masks)`` replaces the task's dataset by your own, scored the same
@@ -175,6 +178,8 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
     ``device`` the ``device`` of those that have one (``None`` keeps each one's own);
     ``params``, ``(method, key, value)`` triples, set one method's parameters.
     """
+    import numpy as np
+
     from sklearn.base import clone
     from tqdm.auto import tqdm
 
@@ -192,21 +197,31 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
             features[facet] = (facet_extractor.transform(test.images), None if train is None
                                else facet_extractor.transform(train.images))
         test_features, train_features = features[facet]
-        est = make_method(name, task, n_classes=n_classes, max_train_iters=max_train_iters)
-        if refine != "default" and "refine" in est.get_params():
-            est.set_params(refine=refine)
-        if device is not None and "device" in est.get_params():
-            est.set_params(device=device)
-        est.set_params(**{key: value for method, key, value in params if method == name})
-        start = time.perf_counter()
-        if train_features is None:
-            labels = est.fit(test_features).predict(test_features)
-        else:
-            if name != "il2vseg":
-                est = SemanticLabeler(est, n_classes=n_classes, random_state=0)
-            labels = est.fit(train_features).predict(test_features)
-        seconds = (time.perf_counter() - start) / len(test_features)
-        rows.append((name, _score(task, test.targets, labels, test_features), seconds))
+        scores, seconds = [], []
+        for seed in seeds:
+            est = make_method(name, task, n_classes=n_classes,
+                              max_train_iters=max_train_iters, random_state=seed)
+            if refine != "default" and "refine" in est.get_params():
+                est.set_params(refine=refine)
+            if device is not None and "device" in est.get_params():
+                est.set_params(device=device)
+            est.set_params(**{key: value for method, key, value in params
+                              if method == name})
+            seeded = "random_state" in est.get_params()
+            if scores and train_features is None and not seeded:
+                break  # deterministic: every seed would give the same labels
+            start = time.perf_counter()
+            if train_features is None:
+                labels = est.fit(test_features).predict(test_features)
+            else:
+                if name != "il2vseg":
+                    est = SemanticLabeler(est, n_classes=n_classes, random_state=seed)
+                labels = est.fit(train_features).predict(test_features)
+            seconds.append((time.perf_counter() - start) / len(test_features))
+            scores.append(_score(task, test.targets, labels, test_features))
+        if len(seeds) > 1:
+            scores = [{metric: [s[metric] for s in scores] for metric in scores[0]}]
+        rows.append((name, scores[0], float(np.mean(seconds))))
     return rows, len(test.images), 0 if train is None else len(train.images)
 
 
@@ -226,7 +241,8 @@ TITLES = {
 
 def format_table(task, rows, n_test, n_train, *, device, split="val", folder=None):
     """A Markdown table of one task's rows (on ``folder``, your own images, if given),
-    timed on ``device`` (a label such as ``"CPU"``)."""
+    timed on ``device`` (a label such as ``"CPU"``); a score given per seed is shown
+    as its mean ± standard deviation."""
     title = (TITLES[task].format(split=split) if folder is None else
              f"{task_kind(task).capitalize()} task on {folder[0]}, masks {folder[1]}")
     title += f" ({SCORES[task]})"
@@ -237,9 +253,19 @@ def format_table(task, rows, n_test, n_train, *, device, split="val", folder=Non
              "| --- |" + " ---: |" * (len(metrics) + 1)]
     for name, scores, seconds in rows:
         label = f"{name} (baseline)" if name in BASELINES else name
-        lines.append(f"| {label} | " + " | ".join(f"{scores[m]:.3f}" for m in metrics)
+        lines.append(f"| {label} | " + " | ".join(_cell(scores[m]) for m in metrics)
                      + f" | {seconds:.2f} |")
     return "\n".join(lines)
+
+
+def _cell(value):
+    """A score, or the mean ± standard deviation of a score over seeds."""
+    import numpy as np
+
+    values = np.atleast_1d(value)
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std():.3f}"
 
 
 def task_kind(task):
@@ -300,6 +326,10 @@ def build_parser(prog="benchmarks/quality.py"):
                         metavar="METHOD:KEY=VALUE",
                         help="a parameter of one method, e.g. kmeans:n_clusters=2 "
                              "(repeatable; the header names the setting)")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="run every seeded method (and CamVid's SemanticLabeler) "
+                             "with random_state 0..N-1 and report mean ± standard "
+                             "deviation; default: 1 (seed 0)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -312,6 +342,8 @@ def main(argv=None, prog="benchmarks/quality.py"):
 
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     for method, _, _ in args.param:
         if method not in args.methods:
             parser.error(f"--param names {method!r}, which is not among --methods "
@@ -328,6 +360,9 @@ def main(argv=None, prog="benchmarks/quality.py"):
                 "iterations)")
     refine = "" if args.refine == "default" else f", refine={args.refine!r}"
     refine += "".join(f", {method} {key}={value!r}" for method, key, value in args.param)
+    if args.seeds > 1:
+        refine += (f"; mean ± standard deviation over seeds 0-{args.seeds - 1} of the "
+                   "methods and of CamVid's SemanticLabeler")
     header = ["# Quality benchmark", "", f"`{command.strip()}`", "",
               f"Backbone `{args.backbone}`, token facet (OAP, DeepCut: key facet, their pairing), "
               f"{size}, {device.upper()}; every method with its defaults (ACSeg at its "
@@ -346,7 +381,7 @@ def main(argv=None, prog="benchmarks/quality.py"):
             split=args.split, folder=args.folder, ignore_index=args.ignore_index,
             max_train_iters=args.max_train_iters,
             refine=None if args.refine == "none" else args.refine, device=device,
-            params=args.param, progress=not args.no_progress)
+            params=args.param, seeds=range(args.seeds), progress=not args.no_progress)
         tables.append(format_table(task, rows, n_test, n_train, device=device.upper(),
                                    split=args.split, folder=args.folder))
         print(tables[-1] + "\n", flush=True)

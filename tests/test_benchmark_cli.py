@@ -66,6 +66,39 @@ def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
     assert not (tmp_path / "docs").exists() and "wrote" not in out
 
 
+def test_benchmark_seeds_give_mean_and_spread(tmp_path, capsys):
+    folder = _labelled_folder(tmp_path, "labels")
+    args = ["benchmark", "--folder", folder, "--task", "dataset", "--methods", "kmeans",
+            "slic", "--backbone", "test_vit", "--weights", "none", "--device", "cpu",
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    assert main(args + ["--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "mean ± standard deviation over seeds 0-2" in out
+    rows = [line for line in out.splitlines() if line.startswith("| kmeans")
+            or line.startswith("| slic")]
+    # every row has its spread: the labeler is seeded even for the pixel baseline
+    assert len(rows) == 2 and all(row.count(" ± ") == 2 for row in rows)
+    with pytest.raises(SystemExit):
+        main(args + ["--seeds", "0"])
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_run_task_seeds_a_seeded_method_and_runs_a_deterministic_one_once(tmp_path):
+    from sklearn_useg.features import DinoFeatures
+
+    folder = _benchmark.parse_folder(_labelled_folder(tmp_path, "mat"))
+    rows, _, _ = _benchmark.run_task(
+        "bsds", ["kmeans", "slic"], DinoFeatures(backbone="test_vit", weights=None),
+        folder=folder, seeds=(0, 1, 2), progress=False)
+    (_, kmeans, _), (_, slic, _) = rows
+    assert all(len(values) == 3 for values in kmeans.values())
+    assert all(len(values) == 1 for values in slic.values())
+    single, _, _ = _benchmark.run_task(
+        "bsds", ["kmeans"], DinoFeatures(backbone="test_vit", weights=None),
+        folder=folder, seeds=(1,), progress=False)
+    assert single[0][1]["mIoU"] == kmeans["mIoU"][1]  # seed 1 alone: the same run
+
+
 def test_benchmark_writes_out_only_when_asked(tmp_path, monkeypatch, capsys):
     folder = _labelled_folder(tmp_path, "labels")
     monkeypatch.chdir(tmp_path)
@@ -118,6 +151,9 @@ def test_format_table_marks_baselines():
     assert lines[4] == "| method | mIoU | covering | s/image (fit + predict, CUDA) |"
     assert lines[-2] == "| clasp | 0.500 | 0.250 | 0.10 |"
     assert lines[-1] == "| slic (baseline) | 0.125 | 0.750 | 0.02 |"
+    rows[0][1]["mIoU"] = [0.25, 0.75]  # one score per seed: mean ± standard deviation
+    assert "| clasp | 0.500 ± 0.250 | 0.250 |" in _benchmark.format_table("bsds", rows, 3, 0,
+                                                                          device="CPU")
 
 
 @pytest.mark.parametrize("name", ["felzenszwalb", "slic"])
