@@ -678,20 +678,22 @@ class IL2VSegmenter(BaseSegmenter):
                 s = torch.randperm(n, generator=gen)[:self.n_samples].to(device)
                 # L_corr: self, random image, nearest image, augmented view
                 corr = [_corr_loss(units[i][s], units[i][s], z[s], z[s], self.corr_shift_self)]
-                zj = F.normalize(head(inputs[j]), dim=1)
-                sj = torch.randperm(len(zj), generator=gen)[:self.n_samples].to(device)
-                corr.append(_corr_loss(units[i][s], units[j][sj], z[s], zj[sj],
+                # the head is row-wise: partners and views run on their sampled rows
+                sj = torch.randperm(len(inputs[j]), generator=gen)[:self.n_samples].to(device)
+                zj = F.normalize(head(inputs[j][sj]), dim=1)
+                corr.append(_corr_loss(units[i][s], units[j][sj], z[s], zj,
                                        self.corr_shift_random))
                 if nb is not None:
-                    zn = F.normalize(head(inputs[nb]), dim=1)
-                    sn = torch.randperm(len(zn), generator=gen)[:self.n_samples].to(device)
-                    corr.append(_corr_loss(units[i][s], units[nb][sn], z[s], zn[sn],
+                    sn = torch.randperm(len(inputs[nb]), generator=gen)[:self.n_samples]
+                    sn = sn.to(device)
+                    zn = F.normalize(head(inputs[nb][sn]), dim=1)
+                    corr.append(_corr_loss(units[i][s], units[nb][sn], z[s], zn,
                                            self.corr_shift_knn))
                 if views[i]:
                     v = int(torch.randint(len(views[i]), (1,), generator=gen))
-                    xa = views[i][v]
+                    xa = views[i][v][s]
                     ua, za = F.normalize(xa, dim=1), F.normalize(head(xa), dim=1)
-                    corr.append(_corr_loss(units[i][s], ua[s], z[s], za[s],
+                    corr.append(_corr_loss(units[i][s], ua, z[s], za,
                                            self.corr_shift_self))
                 l_corr = sum(corr) / len(corr)
                 # L_smo: SmooSeg data + smoothness energies
