@@ -232,15 +232,15 @@ class ACSegSegmenter(BaseSegmenter):
     benchmark's features and scoring; CamVid through ``SemanticLabeler(n_classes=11)``,
     mean over its ``random_state`` 0-3), mIoU / covering or pixel accuracy:
 
-    ============  ===========  ===========  ===========  ===========  ===========
-    steps         BSDS train   BSDS val     horses       CamVid train CamVid val
-    ============  ===========  ===========  ===========  ===========  ===========
-    0 (paper)     15.5 / 49.6  17.4 / 52.6  75.4         19.3 / 45.9  20.3 / 51.4
-    3             17.4 / 52.3               75.4         20.5 / 48.9  21.3 / 53.9
-    10            18.1 / 53.9               75.8         20.3 / 51.3  20.9 / 57.7
-    30 (default)  18.2 / 54.3  18.8 / 54.3  75.7         21.3 / 53.1  21.0 / 55.1
+    ============  ===========  ===========  ======  ============  ===========
+    steps         BSDS train   BSDS val     horses  CamVid train  CamVid val
+    ============  ===========  ===========  ======  ============  ===========
+    0 (paper)     15.5 / 49.6  17.4 / 52.6  75.4    19.3 / 45.9   20.3 / 51.4
+    3             17.4 / 52.3               75.4    20.5 / 48.9   21.3 / 53.9
+    10            18.1 / 53.9               75.8    20.3 / 51.3   20.9 / 57.7
+    30 (default)  18.2 / 54.3  18.8 / 54.3  75.7    21.3 / 53.1   21.0 / 55.1
     100           18.2 / 54.3
-    ============  ===========  ===========  ===========  ===========  ===========
+    ============  ===========  ===========  ======  ============  ===========
 
     (horses: foreground IoU with the attention rule.) The steps converge within 30 on
     BSDS (100 give the same labels' scores) and cost little next to the ACG. Against
