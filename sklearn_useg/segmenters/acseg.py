@@ -245,7 +245,9 @@ class ACSegSegmenter(BaseSegmenter):
     (horses: foreground IoU with the attention rule.) The steps converge within 30 on
     BSDS (100 give the same labels' scores) and cost little next to the ACG. Against
     ``KMeansSegmenter(5)`` on the same features: BSDS train 19.2 / 57.0, val 18.8 /
-    55.1 (to two decimals 18.79 against ACSeg's 18.76: level, not ahead), horses
+    55.1 (to two decimals 18.79 against ACSeg's 18.76: level, not ahead; over training
+    seeds 0-3 ACSeg 18.4 ± 0.4 / 53.6 ± 0.8 against 18.9 ± 0.1 / 54.8 ± 0.2, ``python
+    benchmarks/quality.py --datasets bsds --seeds 4 --methods acseg kmeans``), horses
     74.9, CamVid train 20.6 / 51.5 and val 20.3 / 53.8 (labeler seeds 0-3; ``python
     benchmarks/quality.py --datasets camvid --seeds 4 --methods kmeans``). A second training
     seed shows how much rests on the ACG: ``random_state=1`` trains a poorer ACG
