@@ -331,12 +331,14 @@ class ACSegSegmenter(BaseSegmenter):
 
         concepts = F.normalize(self._concepts(X, mask), dim=-1)
         X = F.normalize(X, dim=-1)
+        S = X @ concepts.transpose(1, 2)
         for _ in range(recenter_steps):
-            wins = F.one_hot((X @ concepts.transpose(1, 2)).argmax(-1), concepts.shape[1])
-            wins = wins.to(X.dtype) * mask[..., None]  # (B, n, k); padding wins nothing
+            wins = F.one_hot(S.argmax(-1), concepts.shape[1]).to(X.dtype)
+            wins = wins * mask[..., None]  # (B, n, k); padding wins nothing
             means = F.normalize(wins.transpose(1, 2) @ X, dim=-1)
             concepts = means.where(wins.sum(1)[..., None] > 0, concepts)  # empty: kept
-        return X @ concepts.transpose(1, 2)
+            S = X @ concepts.transpose(1, 2)
+        return S
 
     def _concepts(self, X, mask):
         """The ACG's concepts (B, k, d); it sees the rows scaled to norm ``√d``."""
