@@ -54,27 +54,35 @@ def _timed(fn, *a, **kw):
 def _dense(X, seg, seed, formulation):
     """Dense reference: eigh of the n x n affinity, elbow, then per K either
     SpectralClustering(precomputed A) or k-means on A's eigenvectors (scaled by √λ
-    with the scaled embedding), and sklearn's
-    silhouette (an n x n distance matrix per K)."""
+    with the scaled embedding), and sklearn's silhouette (an n x n distance matrix per
+    K); the sweep's restarts and the chosen K's refit follow ``seg`` (``n_init``,
+    ``sweep_n_init``)."""
     A = X @ X.T
     values, vectors = np.linalg.eigh(A)
     values, vectors = values[::-1], vectors[:, ::-1]
     if seg.embedding == "scaled":
         vectors = vectors * np.sqrt(np.maximum(values, 0))
     k_opt = eigengap_elbow(values)
-    best = None
-    for k in seg._k_range(k_opt, min(seg.max_segments, len(X))):
+
+    def cluster(k, n_init):
         if formulation == "reference":
             # SpectralClustering needs a non-negative affinity (its Laplacian takes
             # square roots of degrees): negative cosines are clipped to 0
-            labels = SpectralClustering(k, affinity="precomputed", n_init=seg.n_init,
-                                        random_state=seed).fit_predict(np.clip(A, 0, None))
-        else:
-            labels = KMeans(k, n_init=seg.n_init, random_state=seed).fit_predict(
-                l2_normalize(vectors[:, :k]))
+            return SpectralClustering(k, affinity="precomputed", n_init=n_init,
+                                      random_state=seed).fit_predict(np.clip(A, 0, None))
+        return KMeans(k, n_init=n_init, random_state=seed).fit_predict(
+            l2_normalize(vectors[:, :k]))
+
+    k_range = seg._k_range(k_opt, min(seg.max_segments, len(X)))
+    sweep_n_init = seg.n_init if len(k_range) == 1 else seg.sweep_n_init or seg.n_init
+    best = None
+    for k in k_range:
+        labels = cluster(k, sweep_n_init)
         score = silhouette_score(X, labels, metric="cosine")
         if best is None or score > best[0]:
             best = (score, k, labels)
+    if sweep_n_init < seg.n_init:
+        best = (None, best[1], cluster(best[1], seg.n_init))
     return k_opt, best[1], best[2]
 
 
@@ -82,55 +90,66 @@ def speed(args):
     data = load_bsds500("val", n_images=args.n_images)
     devices = ["cpu"] + (["cuda"] if _cuda() else [])
     seed = 0
-    rows, timing = [], {d: {"features": [], "spectral": []} for d in devices}
+    timing = {d: {"features": []} for d in devices}
     timing["cpu"]["crf"] = []
     for device in devices:
         for image in data.images:  # features timed without the cache, one image at a time
             _, secs = _timed(_features, [image], args, device=device, memory=None)
             timing[device]["features"].append(secs)
     features = _features(data.images, args)
+    kseed = np.random.RandomState(
+        np.random.RandomState(seed).randint(2**31 - 1)).randint(2**31 - 1)
+    rows = {sweep: [] for sweep in args.sweep_n_init}
+    spectral = {(d, sweep): [] for d in devices for sweep in args.sweep_n_init}
     with threadpool_limits(limits=1):  # every formulation single-threaded (BLAS, OpenMP)
         for pf in features:
             X = normalize_features(pf.flat, "l2").astype(np.float64)
             grid = pf.features
-            for device in devices:
-                seg = CLASPSegmenter(device=device, random_state=seed).fit([grid])
-                (labels, details), secs = _timed(seg.predict, [grid], return_details=True)
-                timing[device]["spectral"].append(secs)
-                if device == "cpu":
-                    ours, ours_secs, ours_det = labels[0].ravel(), secs, details[0]
-            seg = CLASPSegmenter(random_state=seed)
-            kseed = np.random.RandomState(
-                np.random.RandomState(seed).randint(2**31 - 1)).randint(2**31 - 1)
-            (ref_kopt, ref_k, ref_labels), ref_secs = _timed(_dense, X, seg, kseed, "reference")
-            (den_kopt, den_k, den_labels), den_secs = _timed(_dense, X, seg, kseed, "same")
-            rows.append((len(X), ours_det["k_opt"], ref_kopt, den_kopt, ours_det["n_segments"],
-                         ref_k, den_k, adjusted_rand_score(den_labels, ours),
-                         ours_secs, ref_secs, den_secs))
+            for sweep in args.sweep_n_init:
+                for device in devices:
+                    seg = CLASPSegmenter(sweep_n_init=sweep, device=device,
+                                         random_state=seed).fit([grid])
+                    (labels, details), secs = _timed(seg.predict, [grid], return_details=True)
+                    spectral[device, sweep].append(secs)
+                    if device == "cpu":
+                        ours, ours_secs, ours_det = labels[0].ravel(), secs, details[0]
+                (ref_kopt, ref_k, ref_labels), ref_secs = _timed(_dense, X, seg, kseed,
+                                                                 "reference")
+                (den_kopt, den_k, den_labels), den_secs = _timed(_dense, X, seg, kseed, "same")
+                rows[sweep].append((len(X), ours_det["k_opt"], ref_kopt, den_kopt,
+                                    ours_det["n_segments"], ref_k, den_k,
+                                    adjusted_rand_score(den_labels, ours),
+                                    ours_secs, ref_secs, den_secs))
             crf_labels = upsample_labels(labels[0], pf.image_shape)
             _, secs = _timed(dense_crf, pf.image, crf_labels)
             timing["cpu"]["crf"].append(secs)
     print(f"BSDS500 val, {len(features)} images, token features, resize={args.resize}; "
           f"spectral + K-selection step, seconds per image\n")
-    print("| n | K_opt ours / ref / dense-same | K ours / ref / dense-same | ARI vs dense-same "
-          "| ours s | reference s | dense-same s | ref / ours | dense-same / ours |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for n, ko, kr, kd, k, rk, dk, ari, t, tr, td in rows:
-        print(f"| {n} | {ko} / {kr} / {kd} | {k} / {rk} / {dk} | {ari:.3f} | {t:.3f} | "
-              f"{tr:.2f} | {td:.2f} | {tr / t:.1f}x | {td / t:.1f}x |")
-    ours, ref, den = (np.array([r[i] for r in rows]) for i in (8, 9, 10))
-    print(f"\nmedian: ours {np.median(ours):.3f} s, reference {np.median(ref):.2f} s "
-          f"({np.median(ref / ours):.1f}x), dense-same {np.median(den):.2f} s "
-          f"({np.median(den / ours):.1f}x); identical K vs reference "
-          f"{sum(r[4] == r[5] for r in rows)}/{len(rows)}, vs dense-same "
-          f"{sum(r[4] == r[6] for r in rows)}/{len(rows)}\n")
-    print("| device | features s | spectral step s | DenseCRF s |")
-    print("| --- | --- | --- | --- |")
+    for sweep, sweep_rows in rows.items():
+        print(f"sweep_n_init={sweep} (n_init={seg.n_init}; the references follow the same "
+              "restarts)\n")
+        print("| n | K_opt ours / ref / dense-same | K ours / ref / dense-same | ARI vs "
+              "dense-same | ours s | reference s | dense-same s | ref / ours | "
+              "dense-same / ours |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for n, ko, kr, kd, k, rk, dk, ari, t, tr, td in sweep_rows:
+            print(f"| {n} | {ko} / {kr} / {kd} | {k} / {rk} / {dk} | {ari:.3f} | {t:.3f} | "
+                  f"{tr:.2f} | {td:.2f} | {tr / t:.1f}x | {td / t:.1f}x |")
+        ours, ref, den = (np.array([r[i] for r in sweep_rows]) for i in (8, 9, 10))
+        print(f"\nmedian: ours {np.median(ours):.3f} s, reference {np.median(ref):.2f} s "
+              f"({np.median(ref / ours):.1f}x), dense-same {np.median(den):.2f} s "
+              f"({np.median(den / ours):.1f}x); identical K vs reference "
+              f"{sum(r[4] == r[5] for r in sweep_rows)}/{len(sweep_rows)}, vs dense-same "
+              f"{sum(r[4] == r[6] for r in sweep_rows)}/{len(sweep_rows)}\n")
+    print("| device | features s | " + " | ".join(
+        f"spectral step s, sweep_n_init={sweep}" for sweep in args.sweep_n_init)
+        + " | DenseCRF s |")
+    print("| --- | --- | " + "--- | " * len(args.sweep_n_init) + "--- |")
+    crf = f"{np.median(timing['cpu']['crf']):.3f} (CPU)"
     for device in devices:
-        t = timing[device]
-        crf = f"{np.median(timing['cpu']['crf']):.3f} (CPU)"
-        print(f"| {device} | {np.median(t['features']):.3f} | {np.median(t['spectral']):.3f} "
-              f"| {crf} |")
+        steps = " | ".join(f"{np.median(spectral[device, sweep]):.3f}"
+                           for sweep in args.sweep_n_init)
+        print(f"| {device} | {np.median(timing[device]['features']):.3f} | {steps} | {crf} |")
 
 
 def _cuda():
@@ -192,6 +211,9 @@ def main():
                         choices=["affinity", "laplacian"], help="CLASP variants (quality)")
     parser.add_argument("--fixed-k", nargs="*", type=int, default=[],
                         help="extra CLASP patch rows with n_segments fixed (quality)")
+    parser.add_argument("--sweep-n-init", nargs="+", type=int,
+                        default=[CLASPSegmenter().sweep_n_init],
+                        help="CLASP's sweep_n_init values timed side by side (speed)")
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "useg_cache"))
     args = parser.parse_args()

@@ -51,9 +51,10 @@ def _naive_elbow(eigenvalues):
 
 def _dense_clasp(features, seg, random_state=0):
     """Dense reference of CLASP: eigh of the n x n affinity, the elbow, k-means per K on
-    A's eigenvectors (scaled by √λ with ``embedding="scaled"``), sklearn's silhouette.
-    The k-means seed is drawn as the segmenter draws it (one seed per call from
-    random_state, then one per image)."""
+    A's eigenvectors (scaled by √λ with ``embedding="scaled"``), sklearn's silhouette,
+    with ``sweep_n_init`` restarts, then the chosen K with ``n_init``. The k-means seed
+    is drawn as the segmenter draws it (one seed per call from random_state, then one
+    per image)."""
     seed = np.random.RandomState(
         np.random.RandomState(random_state).randint(2**31 - 1)).randint(2**31 - 1)
     X = l2_normalize(features.reshape(-1, features.shape[-1])).astype(np.float64)
@@ -66,16 +67,19 @@ def _dense_clasp(features, seg, random_state=0):
     hi = min(math.ceil(k_opt * (1 + seg.beta)), seg.max_segments)
     best = None
     for k in range(lo, hi + 1):
-        labels = KMeans(k, n_init=seg.n_init, random_state=seed).fit_predict(
-            l2_normalize(vectors[:, :k]))
+        labels = KMeans(k, n_init=seg.sweep_n_init or seg.n_init, random_state=seed
+                        ).fit_predict(l2_normalize(vectors[:, :k]))
         score = silhouette_score(X, labels, metric="cosine")
         if best is None or score > best[0]:
             best = (score, k, labels)
-    return k_opt, best[1], best[2]
+    labels = KMeans(best[1], n_init=seg.n_init, random_state=seed).fit_predict(
+        l2_normalize(vectors[:, :best[1]]))
+    return k_opt, best[1], labels
 
 
-def _check_matches_dense(features, embedding="scaled"):
-    seg = CLASPSegmenter(n_init=3, embedding=embedding, random_state=0)
+def _check_matches_dense(features, embedding="scaled", sweep_n_init=1):
+    seg = CLASPSegmenter(n_init=3, sweep_n_init=sweep_n_init, embedding=embedding,
+                         random_state=0)
     labels, details = seg.fit([features]).predict([features], return_details=True)
     k_opt, k, dense_labels = _dense_clasp(features, seg)
     assert details[0]["k_opt"] == k_opt
@@ -127,12 +131,29 @@ def test_cosine_silhouette_equals_sklearn(seed, n, k):
         silhouette_score(X, labels, metric="cosine"), abs=1e-9)
 
 
-@pytest.mark.parametrize("embedding", ["scaled", "eigenvectors"])
-def test_matches_dense_computation_on_random_features(embedding):
+@pytest.mark.parametrize("embedding, sweep_n_init",
+                         [("scaled", 1), ("eigenvectors", 1), ("scaled", None)])
+def test_matches_dense_computation_on_random_features(embedding, sweep_n_init):
     X, _ = _blobs(1, n_segments=5, noise=0.3, n_features=24, random_state=3)
-    _check_matches_dense(X[0], embedding)
+    _check_matches_dense(X[0], embedding, sweep_n_init)
     rng = np.random.RandomState(1)
-    _check_matches_dense(rng.randn(12, 15, 32).astype(np.float32) + 0.5, embedding)
+    _check_matches_dense(rng.randn(12, 15, 32).astype(np.float32) + 0.5, embedding,
+                         sweep_n_init)
+
+
+def test_sweep_restarts_pick_k_and_every_restart_labels_it():
+    """With ``sweep_n_init`` < ``n_init`` the returned labels are the fixed-K fit of the
+    chosen K with all ``n_init`` restarts, and their silhouette is reported (here one
+    restart alone labels the chosen K differently)."""
+    X, _ = _blobs(1, n_segments=5, noise=1.0, n_features=24, random_state=3)
+    labels, details = CLASPSegmenter(sweep_n_init=1, random_state=0).fit(X).predict(
+        X, return_details=True)
+    k = details[0]["n_segments"]
+    assert k == max(details[0]["silhouettes"], key=details[0]["silhouettes"].get)
+    fixed, fixed_details = CLASPSegmenter(n_segments=k, random_state=0).fit(X).predict(
+        X, return_details=True)
+    np.testing.assert_array_equal(labels[0], fixed[0])
+    assert details[0]["silhouette"] == fixed_details[0]["silhouette"]
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
@@ -142,8 +163,7 @@ def test_recovers_k_and_partition_on_blobs(k):
     assert [d["n_segments"] for d in details] == [k, k]
     assert hungarian_miou(y, labels) >= 0.95
     for d in details:
-        assert d["silhouette"] == max(d["silhouettes"].values())
-        assert d["n_segments"] in d["silhouettes"]
+        assert d["n_segments"] == max(d["silhouettes"], key=d["silhouettes"].get)
 
 
 @pytest.mark.parametrize("params", [dict(spectrum="laplacian"), dict(silhouette="euclidean"),
@@ -196,6 +216,7 @@ def test_output_contract_on_any_grid(grid, spectrum, silhouette, seed):
     (dict(beta=-0.1), ValueError), (dict(max_segments=1), ValueError),
     (dict(spectrum="normalized"), ValueError), (dict(silhouette="l1"), ValueError),
     (dict(normalize="none"), ValueError), (dict(n_init=0), ValueError),
+    (dict(sweep_n_init=0), ValueError),
     (dict(refine="yes"), ValueError), (dict(refine_params={"iterations": 5}), ValueError),
     (dict(device="tpu"), ValueError),
 ])
