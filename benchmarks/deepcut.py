@@ -10,8 +10,10 @@ CC on raw and centred keys, next to ``KMeansSegmenter(n_clusters=2)`` + the same
 the same features. ``bsds``: BSDS500 val per-image Hungarian mIoU (mean over the human
 maps) for K = 4 N-cut, CC (k-less, cap ``--cc-cap``) at several alphas and
 ``KMeansSegmenter(4)``. ``speed``: median seconds per image of DeepCut (2-way, 10 epochs;
-K = 4, 100 epochs) and of ``DinoFeatures`` on the same images, on this machine's CPU
-(torch threads as set by ``--threads``). Features come from a joblib cache
+K = 4, 100 epochs; ``refine=None``, as ``benchmarks/speed.py`` times the segmenter
+stage), of the default superpixel refinement of the K = 4 labels, and of
+``DinoFeatures`` on the same images, on this machine's CPU (torch threads as set by
+``--threads``). Features come from a joblib cache
 (``--cache``); prints Markdown tables.
 """
 
@@ -26,7 +28,7 @@ import torch
 from sklearn_useg import DinoFeatures, KMeansSegmenter
 from sklearn_useg.datasets import load_bsds500, load_weizmann_horse
 from sklearn_useg.metrics import corloc, foreground_iou, hungarian_miou
-from sklearn_useg.refine import border_foreground
+from sklearn_useg.refine import border_foreground, refine_labels
 from sklearn_useg import DeepCutSegmenter
 
 
@@ -92,26 +94,37 @@ def speed(args):
         start = time.perf_counter()
         features.extend(extractor.transform([image]))
         feat_times.append(time.perf_counter() - start)
-    configs = [("2-way ncut, 10 epochs", DeepCutSegmenter(2, random_state=0)),
-               ("K=4 ncut, 100 epochs", DeepCutSegmenter(4, random_state=0)),
-               ("default (K=5 ncut, 100 epochs)", DeepCutSegmenter(random_state=0)),
+    configs = [("2-way ncut, 10 epochs", DeepCutSegmenter(2, refine=None, random_state=0)),
+               ("K=4 ncut, 100 epochs", DeepCutSegmenter(4, refine=None, random_state=0)),
+               ("default (K=5 ncut, 100 epochs)",
+                DeepCutSegmenter(refine=None, random_state=0)),
                (f"cc cap {args.cc_cap}, 100 epochs",
-                DeepCutSegmenter(args.cc_cap, loss="cc", random_state=0))]
+                DeepCutSegmenter(args.cc_cap, loss="cc", refine=None, random_state=0))]
     feat = float(np.median(feat_times))
     print(f"CPU, torch threads={args.threads}, {len(images)} BSDS500 val images, grid "
-          f"{features[0].grid_shape} ({features[0].n_patches} nodes)\n")
+          f"{features[0].grid_shape} ({features[0].n_patches} nodes); DeepCut rows time "
+          "the method (refine=None), the refinement row its default superpixel voting "
+          "of the K=4 labels\n")
     print("| step | s/image (median) | ratio to feature extraction |")
     print("| --- | --- | --- |")
     print(f"| DinoFeatures (key, batch 1) | {feat:.3f} | 1.00 |")
     for name, est in configs:
         est.fit(features[:1]).predict(features[:1])  # warm up (torch_geometric import)
-        times = []
+        times, labels = [], []
         for pf in features:
             start = time.perf_counter()
-            est.predict([pf])
+            labels.extend(est.predict([pf]))
             times.append(time.perf_counter() - start)
         med = float(np.median(times))
         print(f"| DeepCut {name} | {med:.3f} | {med / feat:.2f} |")
+        if est.n_clusters == 4:
+            refine_times = []
+            for pf, lab in zip(features, labels):
+                start = time.perf_counter()
+                refine_labels(pf.image, lab, "superpixels")
+                refine_times.append(time.perf_counter() - start)
+    med = float(np.median(refine_times))
+    print(f"| refinement (superpixel voting, K=4 labels) | {med:.3f} | {med / feat:.2f} |")
 
 
 def main():
