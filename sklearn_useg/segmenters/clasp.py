@@ -85,7 +85,8 @@ class CLASPSegmenter(BaseSegmenter):
         reach the true K of clean synthetic blobs when the elbow is off by half
         (2 blobs, ``K_opt`` = 4), 0.35 does both. Figures under ``embedding``.
         Over the full splits (``benchmarks/quality.py --param clasp:beta=B``, with
-        ``--split train`` for BSDS500 train), ``beta`` = 0 / 0.2 / 0.35 against
+        ``--split train`` for BSDS500 train; with every restart in the sweep, before
+        ``sweep_n_init``), ``beta`` = 0 / 0.2 / 0.35 against
         ``KMeansSegmenter(5)``: BSDS500 train mIoU / covering 20.7 / 57.3,
         19.7 / 56.9, 18.4 / 56.4 vs 19.2 / 57.0; val 20.0 / 54.4, 19.3 / 54.7,
         18.1 / 53.7 vs 18.8 / 55.1 (6.7, 5.8, 4.9 segments per image); horses
