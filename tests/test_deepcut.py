@@ -95,10 +95,19 @@ def test_affinities_and_losses_match_their_definitions():
     W = _affinity(F, "ncut", 3.0).double()
     S = torch.softmax(torch.from_numpy(rng.randn(20, 3)), dim=1)
     D = torch.diag(W.sum(dim=1))
-    StS = S.T @ S
-    ncut = (-torch.trace(S.T @ W @ S) / torch.trace(S.T @ D @ S)
-            + torch.linalg.norm(StS / torch.linalg.norm(StS) - torch.eye(3) / 3 ** 0.5))
-    torch.testing.assert_close(_ncut_loss(W, S), ncut)
+
+    def ncut(S):
+        StS = S.T @ S
+        return (-torch.trace(S.T @ W @ S) / torch.trace(S.T @ D @ S)
+                + torch.linalg.norm(StS / torch.linalg.norm(StS) - torch.eye(3) / 3 ** 0.5))
+
+    torch.testing.assert_close(_ncut_loss(W, S), ncut(S))
+    # the same gradient as autograd through the plain formula (WS formed once)
+    logits = torch.from_numpy(rng.randn(20, 3)).requires_grad_()
+    grads = [torch.autograd.grad(fn(torch.softmax(logits, dim=1)), logits)[0]
+             for fn in (lambda S: _ncut_loss(W, S), ncut)]
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[1].abs().max() > 1e-3
     F = F.double()
     W = _affinity(F, "cc", 2.0)
     factor = F / (F @ F.T).max().sqrt()
