@@ -151,8 +151,8 @@ class CLASPSegmenter(BaseSegmenter):
         so this is its speed: ``python benchmarks/clasp.py speed --sweep-n-init 10 3
         1`` (n = 2035 patches, one run on a quiet CPU, the references with the same
         restarts; dense-same picks the same K on 5/5 images in each setting) gave
-        0.379 / 0.214 / 0.157 s per image, 14.2x / 28.5x / 40.6x the dense reference. Quality over
-        the full splits, ``python benchmarks/quality.py --methods clasp --param
+        0.379 / 0.214 / 0.157 s per image, 14.2x / 28.5x / 40.6x the dense reference.
+        Quality over the full splits, ``python benchmarks/quality.py --methods clasp --param
         clasp:sweep_n_init=S`` (``--seeds 4`` on CamVid), ``None`` / 3 / 1:
 
         ==================================  =============  =============  =============
@@ -230,8 +230,8 @@ class CLASPSegmenter(BaseSegmenter):
 
     def __init__(self, n_segments=None, *, beta=0.35, max_segments=20, spectrum="affinity",
                  embedding="scaled", silhouette="cosine", normalize="l2", n_init=10,
-                 sweep_n_init=1, refine="auto", refine_params=None, device="cpu", max_patches=4096,
-                 random_state=None, n_jobs=None):
+                 sweep_n_init=1, refine="auto", refine_params=None, device="cpu",
+                 max_patches=4096, random_state=None, n_jobs=None):
         self.n_segments = n_segments
         self.beta = beta
         self.max_segments = max_segments
