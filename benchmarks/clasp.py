@@ -1,6 +1,7 @@
 """CLASPSegmenter speed (thin spectrum vs dense reference) and BSDS500 quality.
 
     python benchmarks/clasp.py speed --n-images 5      # n ~ 2000 patches (resize 518)
+    python benchmarks/clasp.py speed --sweep-n-init 10 3 1   # sweep restarts side by side
     python benchmarks/clasp.py quality --n-images 100  # BSDS500 val, native size
 
 ``speed``: per image, the spectral + K-selection step of ``CLASPSegmenter`` (thin Gram
@@ -8,13 +9,15 @@ spectrum, elbow, k-means per K, O(n d K) cosine silhouette) side by side with tw
 references on the same features: *reference* — the issue's formulation, a dense
 ``numpy.linalg.eigh`` of ``A`` for the elbow, then
 ``sklearn.cluster.SpectralClustering(affinity="precomputed")`` on ``max(A, 0)`` (it
-needs non-negative affinities) and
-``silhouette_score(metric="cosine")`` per K; *dense-same* — dense ``eigh`` of ``A`` and
-the same k-means on its eigenvectors plus ``silhouette_score`` (checks that K_opt, K and
-labels are identical). Also the median per-image time of feature extraction (no cache),
-of the spectral step and of DenseCRF, on the CPU and, when CUDA is available, on the GPU.
-Every formulation runs single-threaded (BLAS and OpenMP), as the segmenter does per image
-(on a loaded 2-core machine, threaded BLAS made a 2000 x 2000 eigh 3-7x slower).
+needs non-negative affinities) and ``silhouette_score(metric="cosine")`` per K;
+*dense-same* — dense ``eigh`` of ``A`` and the same k-means on its eigenvectors plus
+``silhouette_score`` (checks that K_opt, K and labels are identical); both references
+follow the segmenter's restarts (``n_init``, ``sweep_n_init``), one table per
+``--sweep-n-init`` value. Also the median per-image time of feature extraction (no
+cache), of the spectral step and of DenseCRF, on the CPU and, when CUDA is available, on
+the GPU. Every formulation runs single-threaded (BLAS and OpenMP), as the segmenter does
+per image (on a loaded 2-core machine, threaded BLAS made a 2000 x 2000 eigh 3-7x
+slower).
 
 ``quality``: BSDS500 val per-image Hungarian mIoU and segmentation covering (both mean
 over the human maps) of CLASP patch (no CRF) and pixel (DenseCRF) variants next to
