@@ -14,7 +14,8 @@ foreground IoU and CorLoc, next to ``KMeansSegmenter(2)`` + the same rule. ``spe
 median milliseconds per image of the whole hierarchy (5 layers, instance + semantic,
 :func:`sklearn_useg.segmenters.oap.oap_hierarchy` on normalised keys; features
 excluded), at BSDS native size and on a 56 x 56 grid (images resized to 784 px, 3136
-tokens), with DinoFeatures' own time for the ratio. All features are last-layer keys
+tokens), with DinoFeatures' own time for the ratio and ``KMeansSegmenter(5)``'s
+``predict`` beside it (both without the refinement). All features are last-layer keys
 from a joblib cache (``--cache``); tables are Markdown.
 """
 
@@ -160,11 +161,11 @@ def speed(args):
                                        device, args.repeats)
                 print(f"| {grid} | OAP hierarchy | {device} | {wall:.1f} | {cpu:.1f} | "
                       f"{wall / feat:.3f} |")
-            kmeans = KMeansSegmenter(5, random_state=0).fit(features[:1])
+            kmeans = KMeansSegmenter(5, refine=None, random_state=0).fit(features[:1])
             wall, cpu = _median_ms(lambda pf: kmeans.predict([pf]), features, "cpu",
                                    args.repeats)
-            print(f"| {grid} | KMeansSegmenter(5) predict | cpu | {wall:.1f} | {cpu:.1f} | "
-                  f"{wall / feat:.3f} |")
+            print(f"| {grid} | KMeansSegmenter(5, refine=None) predict | cpu | {wall:.1f} | "
+                  f"{cpu:.1f} | {wall / feat:.3f} |")
 
 
 def main():
