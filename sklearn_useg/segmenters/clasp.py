@@ -301,11 +301,11 @@ class CLASPSegmenter(BaseSegmenter):
             score = self._score(X, embedding, labels)
             details["silhouettes"][k] = score
             if best is None or score > best[0]:
-                best = (score, k, labels)
+                best = (score, k, labels, embedding)
         if sweep_n_init < self.n_init:  # the chosen K again, with every restart
-            embedding = l2_normalize(U[:, :best[1]])
-            labels = KMeans(n_clusters=best[1], n_init=self.n_init,
+            _, k, _, embedding = best
+            labels = KMeans(n_clusters=k, n_init=self.n_init,
                             random_state=seed).fit_predict(embedding)
-            best = (self._score(X, embedding, labels), best[1], labels)
+            best = (self._score(X, embedding, labels), k, labels, embedding)
         details.update(silhouette=best[0], n_segments=best[1])
         return SegmentResult(labels=best[2].reshape(pf.grid_shape), details=details)
