@@ -108,21 +108,21 @@ def speed(args):
     print("| step | s/image (median) | ratio to feature extraction |")
     print("| --- | --- | --- |")
     print(f"| DinoFeatures (key, batch 1) | {feat:.3f} | 1.00 |")
+    labels = {}
     for name, est in configs:
         est.fit(features[:1]).predict(features[:1])  # warm up (torch_geometric import)
-        times, labels = [], []
+        times, labels[name] = [], []
         for pf in features:
             start = time.perf_counter()
-            labels.extend(est.predict([pf]))
+            labels[name].extend(est.predict([pf]))
             times.append(time.perf_counter() - start)
         med = float(np.median(times))
         print(f"| DeepCut {name} | {med:.3f} | {med / feat:.2f} |")
-        if est.n_clusters == 4:
-            refine_times = []
-            for pf, lab in zip(features, labels):
-                start = time.perf_counter()
-                refine_labels(pf.image, lab, "superpixels")
-                refine_times.append(time.perf_counter() - start)
+    refine_times = []
+    for pf, lab in zip(features, labels["K=4 ncut, 100 epochs"]):
+        start = time.perf_counter()
+        refine_labels(pf.image, lab, "superpixels")
+        refine_times.append(time.perf_counter() - start)
     med = float(np.median(refine_times))
     print(f"| refinement (superpixel voting, K=4 labels) | {med:.3f} | {med / feat:.2f} |")
 
