@@ -305,14 +305,19 @@ def border_background(labels):
 
 FOREGROUND_RULES = ("auto", "attention", "border")
 
+# Default of the attention rule's ``threshold``: a segment is foreground when its mean
+# CLS attention is this many standard deviations above the image's mean.
+ATTENTION_THRESHOLD = 0.25
 
-def attention_foreground(labels, attention):
+
+def attention_foreground(labels, attention, *, threshold=ATTENTION_THRESHOLD):
     """The attention rule: segments the ViT's CLS token attends to are foreground.
 
     The last-layer CLS-to-patch attention, averaged over heads, is upsampled
     (bilinearly) to the image; a segment is foreground when its mean attention is
-    above the image's mean. Unlike the border rule it finds small, off-centre objects
-    and works with any number of segments.
+    above the image's mean by more than ``threshold`` standard deviations of the
+    image's attention. Unlike the border rule it finds small, off-centre objects and
+    works with any number of segments.
 
     Parameters
     ----------
@@ -320,6 +325,12 @@ def attention_foreground(labels, attention):
         A segmentation.
     attention : ndarray of shape (heads, h, w) or (h, w)
         CLS attention on the patch grid (``DinoFeatures(return_attention=True)``).
+    threshold : float, default=0.25
+        How far above the image's mean attention (in standard deviations of the
+        image's attention) a segment's mean must be. 0 is the image's mean. The
+        default keeps background segments that the CLS token only grazes out of the
+        foreground; see the user guide ("Which segment is the object") for the
+        figures that chose it.
 
     Returns
     -------
@@ -341,10 +352,12 @@ def attention_foreground(labels, attention):
     _, flat = np.unique(labels, return_inverse=True)
     flat = flat.ravel()
     mean = np.bincount(flat, pixels) / np.bincount(flat)
-    return (mean[flat] > pixels.mean()).reshape(labels.shape).astype(np.int32)
+    cut = pixels.mean() + threshold * pixels.std()
+    return (mean[flat] > cut).reshape(labels.shape).astype(np.int32)
 
 
-def foreground_mask(labels, attention=None, rule="auto"):
+def foreground_mask(labels, attention=None, rule="auto", *,
+                    threshold=ATTENTION_THRESHOLD):
     """Which segments are the object(s): a binary foreground mask.
 
     Parameters
@@ -356,6 +369,8 @@ def foreground_mask(labels, attention=None, rule="auto"):
     rule : {"auto", "attention", "border"}, default="auto"
         :func:`attention_foreground`, :func:`border_foreground`, or ``"auto"``:
         attention when given, else the border rule.
+    threshold : float, default=0.25
+        The attention rule's threshold (:func:`attention_foreground`).
 
     Returns
     -------
@@ -369,4 +384,4 @@ def foreground_mask(labels, attention=None, rule="auto"):
                          "DinoFeatures(return_attention=True).")
     if rule == "border" or attention is None:
         return border_foreground(labels)
-    return attention_foreground(labels, attention)
+    return attention_foreground(labels, attention, threshold=threshold)

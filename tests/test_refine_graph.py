@@ -208,6 +208,26 @@ def test_attention_rule_finds_a_small_off_centre_object():
         refine.foreground_mask(labels, None, rule="attention")
 
 
+def test_attention_threshold_keeps_grazed_segments_out():
+    # an object of 4 patches with high attention, a background segment the CLS token
+    # grazes (a little above the image's mean) and the rest of the background
+    labels = np.zeros((10, 10), np.int32)
+    labels[:, 5:] = 1
+    labels[:2, :2] = 2
+    attention = np.full((10, 10), 1.0, np.float32)
+    attention[:, 5:] = 1.5
+    attention[:2, :2] = 5.0
+    grazed_mean = 1.5
+    pixels_mean, pixels_std = attention.mean(), attention.std()
+    assert pixels_mean < grazed_mean < pixels_mean + 0.25 * pixels_std
+    np.testing.assert_array_equal(refine.attention_foreground(labels, attention),
+                                  labels == 2)
+    np.testing.assert_array_equal(refine.foreground_mask(labels, attention),
+                                  labels == 2)
+    np.testing.assert_array_equal(
+        refine.foreground_mask(labels, attention, threshold=0.0), labels > 0)
+
+
 def test_pixel_patch_counts_and_region_adjacency():
     labels = np.array([[0, 0, 1, 1], [2, 2, 1, 1]])
     counts = graph.pixel_patch_counts(labels, (1, 2)).toarray()
