@@ -139,7 +139,7 @@ def _n_classes(data):
     return int(np.count_nonzero(labels != IGNORE_INDEX))
 
 
-def _score(task, targets, labels, features):
+def _score(task, targets, labels, features, attention_threshold=None):
     from . import metrics
     from .refine import foreground_mask
 
@@ -149,7 +149,9 @@ def _score(task, targets, labels, features):
                 "PRI": metrics.probabilistic_rand_index(targets, labels),
                 "VoI": metrics.variation_of_information(targets, labels)}
     if task == "horse":
-        masks = [foreground_mask(lab, pf.attention) for lab, pf in zip(labels, features)]
+        threshold = {} if attention_threshold is None else {"threshold": attention_threshold}
+        masks = [foreground_mask(lab, pf.attention, **threshold)
+                 for lab, pf in zip(labels, features)]
         border = [foreground_mask(lab, rule="border") for lab in labels]
         return {"fg IoU": metrics.foreground_iou(targets, masks),
                 "CorLoc": metrics.corloc(targets, masks),
@@ -160,7 +162,7 @@ def _score(task, targets, labels, features):
 
 def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="val",
              folder=None, ignore_index=None, max_train_iters=None, refine="default",
-             device=None, params=(), seeds=(0,), progress=True):
+             device=None, params=(), seeds=(0,), attention_threshold=None, progress=True):
     """Score every method on one task; return (rows, n_test_images, n_train_images).
 
     Each row is ``(method, {metric: value}, seconds per test image)``, or with
@@ -176,7 +178,9 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
     foreground rule), with the facet of :data:`FACETS` for the methods paired with one.
     ``refine`` sets every segmenter's ``refine`` (``"default"`` keeps each one's own),
     ``device`` the ``device`` of those that have one (``None`` keeps each one's own);
-    ``params``, ``(method, key, value)`` triples, set one method's parameters.
+    ``params``, ``(method, key, value)`` triples, set one method's parameters;
+    ``attention_threshold`` is the horse task's foreground rule threshold (``None``: the
+    rule's default, :func:`~sklearn_useg.refine.attention_foreground`).
     """
     import numpy as np
 
@@ -218,7 +222,8 @@ def run_task(task, methods, extractor, *, n_images=None, data_home=None, split="
                     est = SemanticLabeler(est, n_classes=n_classes, random_state=seed)
                 labels = est.fit(train_features).predict(test_features)
             seconds.append((time.perf_counter() - start) / len(test_features))
-            scores.append(_score(task, test.targets, labels, test_features))
+            scores.append(_score(task, test.targets, labels, test_features,
+                                 attention_threshold))
         if len(seeds) > 1:
             scores = [{metric: [s[metric] for s in scores] for metric in scores[0]}]
         rows.append((name, scores[0], float(np.mean(seconds))))
@@ -330,6 +335,11 @@ def build_parser(prog="benchmarks/quality.py"):
                         help="run every seeded method (and CamVid's SemanticLabeler) "
                              "with random_state 0..N-1 and report mean ± standard "
                              "deviation; default: 1 (seed 0)")
+    parser.add_argument("--attention-threshold", type=float, default=None, metavar="T",
+                        help="the object task's attention rule: a segment is foreground "
+                             "when its mean CLS attention is T standard deviations above "
+                             "the image's mean (default: the rule's own, "
+                             "refine.attention_foreground)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -360,6 +370,8 @@ def main(argv=None, prog="benchmarks/quality.py"):
                 "iterations)")
     refine = "" if args.refine == "default" else f", refine={args.refine!r}"
     refine += "".join(f", {method} {key}={value!r}" for method, key, value in args.param)
+    if args.attention_threshold is not None:
+        refine += f", attention rule threshold={args.attention_threshold}"
     if args.seeds > 1:
         refine += (f"; mean ± standard deviation over seeds 0-{args.seeds - 1} of the "
                    "methods and of CamVid's SemanticLabeler")
@@ -381,7 +393,8 @@ def main(argv=None, prog="benchmarks/quality.py"):
             split=args.split, folder=args.folder, ignore_index=args.ignore_index,
             max_train_iters=args.max_train_iters,
             refine=None if args.refine == "none" else args.refine, device=device,
-            params=args.param, seeds=range(args.seeds), progress=not args.no_progress)
+            params=args.param, seeds=range(args.seeds),
+            attention_threshold=args.attention_threshold, progress=not args.no_progress)
         tables.append(format_table(task, rows, n_test, n_train, device=device.upper(),
                                    split=args.split, folder=args.folder))
         print(tables[-1] + "\n", flush=True)

@@ -66,6 +66,33 @@ def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
     assert not (tmp_path / "docs").exists() and "wrote" not in out
 
 
+def test_attention_threshold_reaches_the_object_score(tmp_path, capsys):
+    # an object the CLS token attends to and a background segment it grazes (a little
+    # above the image's mean attention): the rule's default keeps the grazed segment out
+    labels = np.zeros((10, 10), np.int32)
+    labels[:, 5:] = 1
+    labels[:2, :2] = 2
+    attention = np.full((1, 10, 10), 1.0, np.float32)
+    attention[:, :, 5:] = 1.5
+    attention[:, :2, :2] = 5.0
+    features = PatchFeatures(np.zeros((10, 10, 4), np.float32), (10, 10),
+                             attention=attention)
+    target = (labels == 2).astype(np.int32)
+
+    def fg_iou(threshold):
+        return _benchmark._score("horse", [target], [labels], [features],
+                                 threshold)["fg IoU"]
+
+    assert fg_iou(None) == fg_iou(0.25) == 1.0
+    assert fg_iou(0.0) == pytest.approx(4 / 54)
+    folder = _labelled_folder(tmp_path, "binary")
+    assert main(["benchmark", "--folder", folder, "--task", "object", "--methods", "kmeans",
+                 "--backbone", "test_vit", "--weights", "none", "--device", "cpu",
+                 "--cache", str(tmp_path / "cache"), "--no-progress",
+                 "--attention-threshold", "0"]) == 0
+    assert ", attention rule threshold=0.0." in capsys.readouterr().out
+
+
 def test_benchmark_seeds_give_mean_and_spread(tmp_path, capsys):
     folder = _labelled_folder(tmp_path, "labels")
     args = ["benchmark", "--folder", folder, "--task", "dataset", "--methods", "kmeans",
