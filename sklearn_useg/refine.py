@@ -316,8 +316,9 @@ def attention_foreground(labels, attention, *, threshold=ATTENTION_THRESHOLD):
     The last-layer CLS-to-patch attention, averaged over heads, is upsampled
     (bilinearly) to the image; a segment is foreground when its mean attention is
     above the image's mean by more than ``threshold`` standard deviations of the
-    image's attention. Unlike the border rule it finds small, off-centre objects and
-    works with any number of segments.
+    image's attention; the segment with the highest mean is foreground in any case.
+    Unlike the border rule it finds small, off-centre objects and works with any
+    number of segments.
 
     Parameters
     ----------
@@ -352,8 +353,9 @@ def attention_foreground(labels, attention, *, threshold=ATTENTION_THRESHOLD):
     _, flat = np.unique(labels, return_inverse=True)
     flat = flat.ravel()
     mean = np.bincount(flat, pixels) / np.bincount(flat)
-    cut = pixels.mean() + threshold * pixels.std()
-    return (mean[flat] > cut).reshape(labels.shape).astype(np.int32)
+    foreground = mean > pixels.mean() + threshold * pixels.std()
+    foreground[np.argmax(mean)] = True  # never empty: an image shows at least one object
+    return foreground[flat].reshape(labels.shape).astype(np.int32)
 
 
 def foreground_mask(labels, attention=None, rule="auto", *,

@@ -226,6 +226,9 @@ def test_attention_threshold_keeps_grazed_segments_out():
                                   labels == 2)
     np.testing.assert_array_equal(
         refine.foreground_mask(labels, attention, threshold=0.0), labels > 0)
+    # however high the threshold, the most attended segment stays foreground
+    np.testing.assert_array_equal(
+        refine.attention_foreground(labels, attention, threshold=10.0), labels == 2)
 
 
 def test_pixel_patch_counts_and_region_adjacency():
