@@ -141,7 +141,7 @@ def _n_classes(data):
 
 def _score(task, targets, labels, features, attention_threshold=None):
     from . import metrics
-    from .refine import foreground_mask
+    from .refine import ATTENTION_THRESHOLD, foreground_mask
 
     if task == "bsds":
         return {"mIoU": metrics.hungarian_miou(targets, labels),
@@ -149,8 +149,8 @@ def _score(task, targets, labels, features, attention_threshold=None):
                 "PRI": metrics.probabilistic_rand_index(targets, labels),
                 "VoI": metrics.variation_of_information(targets, labels)}
     if task == "horse":
-        threshold = {} if attention_threshold is None else {"threshold": attention_threshold}
-        masks = [foreground_mask(lab, pf.attention, **threshold)
+        threshold = ATTENTION_THRESHOLD if attention_threshold is None else attention_threshold
+        masks = [foreground_mask(lab, pf.attention, threshold=threshold)
                  for lab, pf in zip(labels, features)]
         border = [foreground_mask(lab, rule="border") for lab in labels]
         return {"fg IoU": metrics.foreground_iou(targets, masks),
