@@ -57,6 +57,23 @@ def _weights_file():
     return str(files[0])
 
 
+@pytest.fixture
+def grazed_scene():
+    """Labels (10, 10) and CLS attention (10, 10): an object (label 2, 4 patches) the
+    CLS token attends to, a background segment (label 1) it grazes, a little above the
+    image's mean attention but below the attention rule's default threshold, and the
+    rest of the background (label 0)."""
+    import numpy as np
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[:, 5:] = 1
+    labels[:2, :2] = 2
+    attention = np.full((10, 10), 1.0, np.float32)
+    attention[:, 5:] = 1.5
+    attention[:2, :2] = 5.0
+    return labels, attention
+
+
 @pytest.fixture(scope="session")
 def weights_path():
     """Path of the DINOv2 ViT-S/14 checkpoint (skips when absent)."""

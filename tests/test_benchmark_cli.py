@@ -66,17 +66,11 @@ def test_benchmark_on_a_folder(tmp_path, capsys, task, kind, metrics):
     assert not (tmp_path / "docs").exists() and "wrote" not in out
 
 
-def test_attention_threshold_reaches_the_object_score(tmp_path, capsys):
-    # an object the CLS token attends to and a background segment it grazes (a little
-    # above the image's mean attention): the rule's default keeps the grazed segment out
-    labels = np.zeros((10, 10), np.int32)
-    labels[:, 5:] = 1
-    labels[:2, :2] = 2
-    attention = np.full((1, 10, 10), 1.0, np.float32)
-    attention[:, :, 5:] = 1.5
-    attention[:, :2, :2] = 5.0
+def test_attention_threshold_reaches_the_object_score(tmp_path, capsys, grazed_scene):
+    # the rule's default keeps the grazed background segment out of the foreground
+    labels, attention = grazed_scene
     features = PatchFeatures(np.zeros((10, 10, 4), np.float32), (10, 10),
-                             attention=attention)
+                             attention=attention[None])
     target = (labels == 2).astype(np.int32)
 
     def fg_iou(threshold):
