@@ -5,9 +5,10 @@
     python benchmarks/oap.py speed --n-images 10    # ms/image of the pooling, features excluded
 
 ``bsds``: BSDS500 val, per-image Hungarian mIoU and segmentation covering (mean over the
-human maps) of the instance and semantic masks of every layer, for centred keys (the
-default), raw L2 keys (the paper's normalisation) and the paper's literal pooling
-``softmax(M A / σ)`` (``mean_pooling=False``), next to ``KMeansSegmenter(k)``.
+human maps) of the instance and semantic masks of every layer, on superpixel nodes (the
+default) and on patch nodes for centred keys, raw L2 keys (the paper's normalisation)
+and the paper's literal pooling ``softmax(M A / σ)`` (``mean_pooling=False``), next to
+``KMeansSegmenter(k)``.
 ``horse``: Weizmann horses, foreground = every semantic mask of the layer except the one
 covering most of the image border (:func:`sklearn_useg.refine.border_foreground`);
 foreground IoU and CorLoc, next to ``KMeansSegmenter(2)`` + the same rule. ``speed``:
@@ -32,9 +33,9 @@ from sklearn_useg.graph import normalize_features
 from sklearn_useg.metrics import corloc, foreground_iou, hungarian_miou, segmentation_covering
 from sklearn_useg.refine import border_foreground, upsample_labels
 from sklearn_useg import OAPSegmenter
-from sklearn_useg.segmenters.oap import oap_hierarchy
+from sklearn_useg.segmenters.oap import DEFAULT_HIERARCHY, oap_hierarchy
 
-N_LAYERS = 5  # the default thresholds (0.8, 0.7, 0.6, 0.5, 0.4)
+N_LAYERS = 5  # the default thresholds of either kind of node
 
 
 def _features(images, args, **params):
@@ -43,9 +44,13 @@ def _features(images, args, **params):
 
 
 def _oap_variants():
-    return [("OAP centred (default)", OAPSegmenter()),
-            ("OAP raw L2 keys", OAPSegmenter(normalize="l2")),
-            ("OAP centred, pooling M A (paper)", OAPSegmenter(mean_pooling=False))]
+    patches = dict(nodes="patches", thresholds=DEFAULT_HIERARCHY["patches"][0])
+    return [("OAP on superpixels (default)", OAPSegmenter(
+                nodes="superpixels", thresholds=DEFAULT_HIERARCHY["superpixels"][0])),
+            ("OAP centred, patches", OAPSegmenter(**patches)),
+            ("OAP raw L2 keys, patches", OAPSegmenter(normalize="l2", **patches)),
+            ("OAP centred, pooling M A (paper), patches",
+             OAPSegmenter(mean_pooling=False, **patches))]
 
 
 def _hierarchy(seg, features):

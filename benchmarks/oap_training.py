@@ -6,8 +6,9 @@
 
 One run, the same features for both methods (last-layer keys of the DINOv2 ViT-S/14 at
 native size, with CLS attention, from the joblib cache ``--cache``), the same output
-level (the instance masks of OAP's first layer and the decoder's instance queries, the
-defaults; BSDS and horses also at the semantic level) and the same ``refine="auto"``
+level (the instance masks of OAP's first layer on patch nodes, the pooling the teacher
+runs, and the decoder's instance queries, its default; BSDS and horses also at the
+semantic level) and the same ``refine="auto"``
 (superpixel voting):
 
 - **BSDS500 val**: the decoder is trained once on BSDS500 train (200 images, no
@@ -88,7 +89,7 @@ def main():
 
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}; "
           f"OAPDistillSegmenter params: {distill().get_params()}")
-    raw = OAPSegmenter()
+    raw = OAPSegmenter(nodes="patches", level="instance")  # the pooling the teacher runs
     model = None
     if {"bsds", "horse"} & set(args.tasks):
         train = extractor.transform(load_bsds500("train", n_images=args.n_train).images)

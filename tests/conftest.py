@@ -40,6 +40,31 @@ def _cheap_segmenters():
     }
 
 
+#: Patch size of :func:`colour_blob_features`' grids.
+PATCH = 8
+
+
+def colour_blob_features(n_images=2, n_segments=4, noise=0.3, random_state=0):
+    """Images of flat-coloured regions (64 x 80) and patch features (8 x 10 grid) that
+    know the regions, with the truths."""
+    import numpy as np
+
+    from sklearn_useg import PatchFeatures
+    from sklearn_useg.datasets import make_color_blobs
+
+    images, truths = make_color_blobs(n_images, image_shape=(64, 80), n_segments=n_segments,
+                                      noise=5, random_state=random_state)
+    rng = np.random.RandomState(random_state)
+    X = []
+    for image, truth in zip(images, truths):
+        centres = rng.randn(n_segments, 16)
+        grid = truth[PATCH // 2::PATCH, PATCH // 2::PATCH]
+        features = centres[grid] + noise * rng.randn(*grid.shape, 16)
+        X.append(PatchFeatures(features=features.astype(np.float32), image_shape=(64, 80),
+                               image=image, patch_size=PATCH, stride=PATCH))
+    return X, truths
+
+
 #: Factories of every segmenter with tiny, seeded settings (each call runs in
 #: milliseconds); the one table the estimator-wide test files share.
 CHEAP_SEGMENTERS = _cheap_segmenters()

@@ -9,9 +9,11 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
+from conftest import colour_blob_features
 from sklearn_useg.datasets import make_segmentation_blobs
 from sklearn_useg.graph import contract_edges, grid_edges, l2_normalize, quotient_edges
 from sklearn_useg.metrics import hungarian_miou, miou_scorer
+from sklearn_useg.refine import superpixels
 from sklearn_useg.segmenters.oap import OAPSegmenter, _merge_mask, _Nodes, _Tokens, oap_hierarchy
 
 
@@ -49,6 +51,43 @@ def test_default_output_recovers_blobs():
     labels = OAPSegmenter().fit_predict(X)
     assert hungarian_miou(y, labels) >= 0.9  # measured 0.953 (instance masks, layer 0)
     assert all(len(np.unique(lab)) <= 2 * 4 for lab in labels)  # measured 4, 4, 6
+
+
+def test_region_nodes_of_single_tokens_reproduce_the_token_hierarchy():
+    X, _ = _blobs(1, n_segments=5, noise=0.3, random_state=1)
+    F = l2_normalize(X[0])
+    tokens = oap_hierarchy(F, min_size=3)
+    regions = oap_hierarchy(F, min_size=3, regions=np.arange(16 * 20).reshape(16, 20))
+    for a, b in zip(tokens, regions):
+        for key in ("instance", "semantic", "instance_reported", "semantic_reported"):
+            np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_allclose(a["instance_sizes"], b["instance_sizes"])
+        np.testing.assert_allclose(a["instance_features"], b["instance_features"], atol=1e-5)
+
+
+def test_superpixel_nodes_recover_regions_along_the_superpixels():
+    X, truths = colour_blob_features()
+    labels, details = OAPSegmenter().fit(X).predict(X, return_details=True)
+    assert hungarian_miou(truths, labels) >= 0.9
+    for out, pf, det in zip(labels, X, details):
+        assert det["nodes"] == "superpixels"
+        regions = superpixels(pf.image)
+        pairs = np.unique(np.stack([regions.ravel(), out.ravel()]), axis=1)
+        assert pairs.shape[1] == regions.max() + 1  # one segment per superpixel
+    # the masks follow the superpixels already: "auto" refines nothing more
+    for a, b in zip(labels, OAPSegmenter(refine=None).fit_predict(X)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nodes_auto_pools_patches_without_the_image():
+    X, _ = _blobs(2)
+    auto = OAPSegmenter().fit(X).predict(X, return_details=True)
+    patches = OAPSegmenter(nodes="patches").fit(X).predict(X, return_details=True)
+    assert [d["nodes"] for d in auto[1]] == ["patches", "patches"]
+    for a, b in zip(auto[0], patches[0]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="needs the image"):
+        OAPSegmenter(nodes="superpixels").fit(X).predict(X)
 
 
 def test_semantic_joins_disjoint_regions_instance_does_not():
@@ -199,6 +238,8 @@ def test_oap_hierarchy_semantic_layers_subset():
     (dict(min_size=0), ValueError),
     (dict(min_size=2.5), (ValueError, TypeError)),
     (dict(level="panoptic"), ValueError),
+    (dict(nodes="pixels"), ValueError),
+    (dict(superpixel_params={"k": 3}), ValueError),
     (dict(layer=5), ValueError),
     (dict(layer=-6), ValueError),
     (dict(layer=1.0), (ValueError, TypeError)),
@@ -268,15 +309,21 @@ def test_real_pipeline_and_centring(bsds_small, bsds_small_features, weights_pat
 
 
 @pytest.mark.real_data
-def test_default_output_beats_the_last_semantic_layer(bsds_small, bsds_small_features):
+def test_default_output_beats_patches_and_the_last_semantic_layer(bsds_small,
+                                                                  bsds_small_features):
     from sklearn_useg import segmentation_covering
 
     keys = bsds_small_features["key"]
-    default = OAPSegmenter().fit_predict(keys)
-    semantic = OAPSegmenter(level="semantic", layer=-1).fit_predict(keys)
-    # measured on these three images: 0.194 mIoU / 0.588 covering (6-25 segments)
-    # against 0.075 / 0.425 for the last semantic layer, the former default
-    assert hungarian_miou(bsds_small.targets, default) >= 0.17
-    assert segmentation_covering(bsds_small.targets, default) >= 0.55
-    assert hungarian_miou(bsds_small.targets, default) > hungarian_miou(
-        bsds_small.targets, semantic) + 0.08
+    scores = {}
+    for name, seg in [("default", OAPSegmenter()),
+                      ("patches", OAPSegmenter(nodes="patches", level="instance")),
+                      ("last semantic", OAPSegmenter(level="semantic", layer=-1))]:
+        labels = seg.fit_predict(keys)
+        scores[name] = (hungarian_miou(bsds_small.targets, labels),
+                        segmentation_covering(bsds_small.targets, labels))
+    # measured on these three images: superpixel nodes, semantic layer 1 (the default)
+    # 0.249 mIoU / 0.654 covering; patch nodes, instance layer 0 (the former default)
+    # 0.194 / 0.588; the last semantic layer 0.150 / 0.545
+    assert scores["default"][0] >= 0.22 and scores["default"][1] >= 0.62, scores
+    for other in ("patches", "last semantic"):
+        assert all(d > o + 0.03 for d, o in zip(scores["default"], scores[other])), scores

@@ -50,7 +50,7 @@ def test_teacher_pseudo_masks_are_online(trained):
     seg, X, y, snapshots = trained
     before, after = snapshots[0], snapshots[seg.n_iter]
     # before the first step the adapter is the identity: the pooling's own masks
-    expected = OAPSegmenter(refine=None).fit(X).predict(X)
+    expected = OAPSegmenter(nodes="patches", level="instance", refine=None).fit(X).predict(X)
     assert hungarian_miou(expected, before) == 1.0
     # the teacher's adapter moved them (a partition of every image changed)
     assert min(hungarian_miou([a], [b]) for a, b in zip(before, after)) < 1.0

@@ -7,30 +7,13 @@ import pytest
 from scipy import ndimage
 from sklearn.base import clone
 
+from conftest import PATCH, colour_blob_features
 from sklearn_useg import PatchFeatures, SuperpixelSegmenter, hungarian_miou
-from sklearn_useg.datasets import make_color_blobs
 from sklearn_useg.segmenters.superpixel import region_descriptors
-
-PATCH = 8
-
-
-def _colour_blob_features(n_images=2, n_segments=4, noise=0.3, random_state=0):
-    """Images of flat-coloured regions and patch features that know the regions."""
-    images, truths = make_color_blobs(n_images, image_shape=(64, 80), n_segments=n_segments,
-                                      noise=5, random_state=random_state)
-    rng = np.random.RandomState(random_state)
-    X = []
-    for image, truth in zip(images, truths):
-        centres = rng.randn(n_segments, 16)
-        grid = truth[PATCH // 2::PATCH, PATCH // 2::PATCH]
-        features = centres[grid] + noise * rng.randn(*grid.shape, 16)
-        X.append(PatchFeatures(features=features.astype(np.float32), image_shape=(64, 80),
-                               image=image, patch_size=PATCH, stride=PATCH))
-    return X, truths
 
 
 def test_recovers_regions_as_connected_segments():
-    X, truths = _colour_blob_features()
+    X, truths = colour_blob_features()
     labels, details = SuperpixelSegmenter(n_segments=4).fit(X).predict(X, return_details=True)
     assert hungarian_miou(truths, labels) >= 0.95
     for out, det in zip(labels, details):
@@ -41,7 +24,7 @@ def test_recovers_regions_as_connected_segments():
 
 
 def test_colour_separates_regions_the_features_confuse():
-    X, truths = _colour_blob_features(n_images=1)
+    X, truths = colour_blob_features(n_images=1)
     same = [PatchFeatures(features=np.ones_like(pf.features), image_shape=pf.image_shape,
                           image=pf.image, patch_size=PATCH, stride=PATCH) for pf in X]
     blind = SuperpixelSegmenter(n_segments=4, color_weight=0.0).fit_predict(same)
@@ -50,14 +33,14 @@ def test_colour_separates_regions_the_features_confuse():
 
 
 def test_fewer_superpixels_than_segments_returns_the_superpixels():
-    X, _ = _colour_blob_features(n_images=1)
+    X, _ = colour_blob_features(n_images=1)
     seg = SuperpixelSegmenter(n_segments=500, superpixel_params={"scale": 1000})
     out, details = seg.fit(X).predict(X, return_details=True)
     assert out[0].max() + 1 == details[0]["n_superpixels"] < 500
 
 
 def test_region_descriptors_average_each_region():
-    X, truths = _colour_blob_features(n_images=1)
+    X, truths = colour_blob_features(n_images=1)
     desc = region_descriptors(X[0], truths[0], color_weight=1.0)
     assert desc.shape == (4, 16 + 3)
     np.testing.assert_allclose(np.linalg.norm(desc[:, :16], axis=1), 1.0, rtol=1e-6)
@@ -65,7 +48,7 @@ def test_region_descriptors_average_each_region():
 
 
 def test_same_labels_for_any_n_jobs_and_after_pickle_and_clone():
-    X, _ = _colour_blob_features(n_images=3)
+    X, _ = colour_blob_features(n_images=3)
     seg = SuperpixelSegmenter(n_segments=5).fit(X)
     expected = seg.predict(X)
     for other in (seg.set_params(n_jobs=2).predict(X),
@@ -80,13 +63,13 @@ def test_same_labels_for_any_n_jobs_and_after_pickle_and_clone():
     (dict(linkage="median"), ValueError), (dict(superpixel_params={"k": 3}), ValueError),
     (dict(refine="bilateral"), ValueError)])
 def test_bad_parameters_raise(params, error):
-    X, _ = _colour_blob_features(n_images=1)
+    X, _ = colour_blob_features(n_images=1)
     with pytest.raises(error):
         SuperpixelSegmenter(**params).fit(X)
 
 
 def test_needs_the_image():
-    X, _ = _colour_blob_features(n_images=1)
+    X, _ = colour_blob_features(n_images=1)
     with pytest.raises(ValueError, match="needs the image"):
         SuperpixelSegmenter().fit([X[0].features]).predict([X[0].features])
 

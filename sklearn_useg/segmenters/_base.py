@@ -180,6 +180,11 @@ class BaseSegmenter(PipelineStepMixin, BaseEstimator):
     def _fit(self, features, random_state):
         """Learn from the training features (per-image methods learn nothing)."""
 
+    def _auto_refine(self):
+        """The refinement ``refine="auto"`` runs when the features carry their image
+        (None where the labels already follow the image)."""
+        return "superpixels"
+
     def _segment(self, pf, random_state):
         """Segment one image: its :class:`~sklearn_useg.PatchFeatures` (pooled to
         ``max_patches``) -> a :class:`SegmentResult` on its grid."""
@@ -333,7 +338,7 @@ class BaseSegmenter(PipelineStepMixin, BaseEstimator):
             labels = upsample_labels(np.asarray(result.labels, dtype=np.int32), shape)
         method = self.refine
         if method == "auto":
-            method = None if pf.image is None else "superpixels"
+            method = None if pf.image is None else self._auto_refine()
         if method is not None:
             if pf.image is None:
                 raise ValueError(f"refine={method!r} needs the image: pass PatchFeatures "

@@ -5,15 +5,21 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..graph import contract_edges, grid_edges, normalize_features, quotient_edges
+from ..graph import (contract_edges, grid_edges, normalize_features, pixel_patch_counts,
+                     quotient_edges, region_adjacency)
+from ..refine import SUPERPIXEL_DEFAULTS, _superpixels_at_working_size, check_refine_params
 from ._base import BaseSegmenter, SegmentResult, map_images
 
 _CHUNK = 1 << 22  # most entries of an (rows x n) affinity block computed at once
 _ROWS = 1 << 24  # most entries of the stored (s x n) mean affinity rows
 _EPS = 1e-4  # margin on the similarity bounds (float32 round-off)
+#: Default ``thresholds`` and returned ``layer`` of OAPSegmenter for each kind of node.
+DEFAULT_HIERARCHY = {"patches": ((0.8, 0.7, 0.6, 0.5, 0.4), 0),
+                     "superpixels": ((0.94, 0.88, 0.82, 0.76, 0.7), 1)}
 
 
 def _torch():
@@ -130,7 +136,7 @@ def _group(tokens, nodes, labels, n_groups):
 
 def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
                   spatial_weight=0.4, sigma=0.07, mean_pooling=True, semantic_layers=None,
-                  min_size=None, device="cpu"):
+                  min_size=None, regions=None, device="cpu"):
     """Run Online Agglomerative Pooling on one image's unit-norm patch features.
 
     Parameters
@@ -151,6 +157,12 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
         When given, each layer also holds the label maps of the reported masks
         (``"instance_reported"``, ``"semantic_reported"``): masks smaller than
         ``min_size`` tokens given to the most similar reported mask.
+    regions : ndarray of shape (H, W), int, optional
+        Regions ``0..s-1`` of the image (e.g. :func:`~sklearn_useg.refine.superpixels`)
+        that are the first layer's nodes instead of the tokens: each region's ``c``
+        is the mean feature of the tokens under its pixels, its size counts its pixels
+        in tokens (one token = ``H W / (h w)`` pixels), and regions sharing a pixel
+        border are adjacent. The label maps are then ``(H, W)``.
     device : str or torch.device
         Where the dense maths runs.
 
@@ -167,12 +179,17 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
     second_moment = F.T @ F / n
     tokens = _Tokens(F=F, second_moment=second_moment, feature_weight=feature_weight,
                      spatial_weight=spatial_weight, sigma=sigma, mean_pooling=mean_pooling)
-    # one node per token: its own feature, the mean affinity rows (A itself for the
-    # tokens) never built
-    nodes = _Nodes(counts=torch.ones(n, dtype=F.dtype, device=F.device), C=F, R=None, V=F,
-                   P=F @ second_moment, pooled=False)
-    edges = grid_edges((h, w), connectivity=4)
-    token_node = np.arange(n)
+    if regions is None:
+        # one node per token: its own feature, the mean affinity rows (A itself for
+        # the tokens) never built
+        nodes = _Nodes(counts=torch.ones(n, dtype=F.dtype, device=F.device), C=F, R=None,
+                       V=F, P=F @ second_moment, pooled=False)
+        edges = grid_edges((h, w), connectivity=4)
+        node_map = np.arange(n).reshape(h, w)
+    else:
+        nodes, edges = _region_nodes(tokens, regions, (h, w))
+        node_map = np.asarray(regions)
+    base_node = np.arange(len(nodes.counts))  # node of each first-layer node
     layers = []
     for t, tau in enumerate(thresholds):
         # instance pooling on the adjacency graph
@@ -181,8 +198,8 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
         omega, s = contract_edges(len(nodes.C), edges, merge.cpu().numpy())
         nodes = _group(tokens, nodes, omega, s)
         edges = quotient_edges(edges, omega)
-        token_node = omega[token_node]
-        layer = {"threshold": float(tau), "instance": token_node.reshape(h, w),
+        base_node = omega[base_node]
+        layer = {"threshold": float(tau), "instance": base_node[node_map],
                  "instance_features": nodes.V.cpu().numpy(), "instance_sizes":
                  nodes.counts.cpu().numpy().astype(np.int64), "instance_edges": edges}
         if semantic_layers is None or t in semantic_layers:
@@ -194,11 +211,29 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
             group, k = contract_edges(s, torch.stack([i, j], dim=1).cpu().numpy(),
                                       merge.cpu().numpy())
             semantic = _group(tokens, nodes, group, k)
-            layer.update(semantic=group[token_node].reshape(h, w), semantic_of_instance=group,
+            layer.update(semantic=group[base_node][node_map], semantic_of_instance=group,
                          semantic_features=semantic.V.cpu().numpy(),
                          semantic_sizes=semantic.counts.cpu().numpy().astype(np.int64))
         layers.append(layer if min_size is None else _add_reported(layer, min_size))
     return layers
+
+
+def _region_nodes(tokens, regions, grid_shape):
+    """First-layer nodes of :func:`oap_hierarchy` from ``regions`` (H, W) of the image,
+    and their adjacency edges ``(i, j)``, ``i < j``."""
+    torch = _torch()
+    F = tokens.F
+    counts = pixel_patch_counts(regions, grid_shape)  # (s, n) pixels per token
+    pixels = np.asarray(counts.sum(axis=1)).ravel()
+    mean = counts.multiply(1.0 / pixels[:, None]).tocsr()
+    C = torch.as_tensor(mean @ F.cpu().numpy(), dtype=F.dtype, device=F.device)
+    sizes = torch.as_tensor(pixels * F.shape[0] / np.asarray(regions).size, dtype=F.dtype,
+                            device=F.device)
+    upper = sp.triu(region_adjacency(regions), k=1).tocoo()
+    edges = np.stack([upper.row, upper.col], axis=1).astype(np.int64)
+    nodes = _Nodes(counts=sizes, C=C, R=None, V=torch.nn.functional.normalize(C, dim=1),
+                   P=C @ tokens.second_moment, pooled=False)
+    return nodes, edges
 
 
 def _absorb(sizes, feats, min_size, edges=None):
@@ -257,10 +292,42 @@ class OAPSegmenter(BaseSegmenter):
     identify/merge step on a fully connected graph over the instance supernodes of
     the layer gives the semantic masks (possibly disjoint).
 
+    Beyond the paper, the first layer's nodes can be the image's superpixels
+    (:func:`~sklearn_useg.refine.superpixels`) instead of the tokens (``nodes``; the
+    default whenever the features carry their image): each superpixel starts with the
+    mean feature of the tokens under its pixels and a size counted in tokens, and is
+    joined to the superpixels it borders; the merging is the paper's. The masks are
+    then unions of superpixels, so they follow the image's edges without a refinement
+    step.
+
     Parameters
     ----------
-    thresholds : sequence of float, default=(0.8, 0.7, 0.6, 0.5, 0.4)
-        ``τ_t``, one per layer (the paper's values).
+    nodes : {"auto", "superpixels", "patches"}, default="auto"
+        First-layer nodes: the image's superpixels, one node per patch token (the
+        paper's), or superpixels when the features carry their image
+        (:class:`~sklearn_useg.DinoFeatures`' default) and patches otherwise. Over the
+        full splits (``benchmarks/quality.py --methods oap``, key facet, attention
+        rule at 0.25, CamVid through SemanticLabeler), superpixels at the defaults /
+        patches at the paper's finest instance layer (the former default) /
+        ``KMeansSegmenter(5)``: BSDS500 val mIoU / covering 24.9 / 56.1,
+        21.5 / 53.9, 18.8 / 55.1; Weizmann horses foreground IoU 74.9, 70.9, 74.1;
+        CamVid val mIoU / pixel accuracy 31.2 / 69.4, 17.7 / 45.1, 20.7 / 52.2 (over
+        the labeler's seeds 0-3, ``--seeds 4``, see the user guide). Chosen on the
+        training splits (``--split train``): BSDS500 train 25.4 / 58.8 against
+        k-means' 19.2 / 57.0, CamVid train (fitted and scored on train) 24.8 / 59.3
+        against 20.7 / 51.0, and the horses. On small objects pasted onto photographs
+        (``benchmarks/small_objects.py``) superpixels lift OAP by 4.5-5.8 points
+        but it stays below k-means (see the user guide).
+    thresholds : sequence of float or None, default=None
+        ``τ_t``, one per layer. None: the paper's ``(0.8, 0.7, 0.6, 0.5, 0.4)`` on
+        patches; ``(0.94, 0.88, 0.82, 0.76, 0.7)`` on superpixels, whose mean
+        features are smoother than single tokens'. Chosen on the first 100 BSDS500
+        *train* images (instance masks, mIoU / covering; k-means 20.4 / 58.4) and the
+        first 150 horses (semantic masks; k-means 74.8): one layer at τ = 0.85, 0.88,
+        0.9, 0.92 gives 24.4 / 57.7, 27.6 / 58.0, 29.3 / 56.8, 30.6 / 54.3 (a single
+        threshold trades segments for covering); two layers, returning the second,
+        (0.92, 0.85) 28.7 / 61.3 and 75.2, (0.94, 0.88) 29.6 / 62.0 and 75.2,
+        (0.92, 0.88) 30.1 / 60.5; three, (0.95, 0.9, 0.85) 29.4 / 61.5.
     feature_weight : float, default=0.6
         ``ω_f``, weight of the feature similarity.
     spatial_weight : float, default=0.4
@@ -272,35 +339,40 @@ class OAPSegmenter(BaseSegmenter):
         graph (see :meth:`predict_hierarchy`); in the label maps of :meth:`predict`
         each is given to the most similar reported mask (an adjacent one for
         instances, so every instance stays one connected region).
-    level : {"semantic", "instance"}, default="instance"
+    level : {"semantic", "instance"}, default="semantic"
         Which masks :meth:`predict` returns. Algorithm 1 returns the masks of every
-        layer (:meth:`predict_hierarchy`); :meth:`predict` returns one. The default,
-        the finest instance layer, suits scenes: on BSDS500 val (key facet,
-        ``refine="auto"``) it scores 21.5 mIoU / 53.9 covering with ~10 segments per
-        image, against 12.2 / 47.2 for the last semantic layer (2-3 segments);
-        ``layer=1`` gives 20.0 / 54.3. For a few large parts per image take
-        ``level="semantic"``: on the Weizmann horses (attention rule,
-        ``benchmarks/oap_training.py --tasks horse``) the first semantic layer gives
-        73.9 foreground IoU against the instance layer's 70.9.
-    layer : int, default=0
+        layer (:meth:`predict_hierarchy`); :meth:`predict` returns one. On
+        superpixels the semantic masks (the default) are ahead of k-means on every
+        task (see ``nodes``); the instance masks of the same layer score higher on
+        scenes of many parts (BSDS500 val 26.9 / 56.9, train 28.4 / 60.6; CamVid val
+        29.6, train 24.5) and lower on single objects (horses 72.5): take
+        ``level="instance"`` for natural scenes. On patches, layer 0: BSDS500 val
+        21.5 / 53.9 instance, 17.9 / 54.0 semantic (the last semantic layer
+        12.2 / 47.2); horses 70.9 instance, 73.9 semantic.
+    layer : int or None, default=None
         Which layer :meth:`predict` returns (index into ``thresholds``; -1 = last).
+        None: 0 on patches, 1 on superpixels.
     normalize : {"center_l2", "l2"}, default="center_l2"
-        Feature normalisation. The paper L2-normalises DINO v1 keys (``"l2"``). The
-        thresholds assume DINO v1-like statistics; raw DINOv2 keys are almost
-        parallel (adjacent cosine ≈ 0.99, all pairs ≈ 0.9), so the default removes
-        each image's mean key first.
+        Feature normalisation (of the tokens, before superpixels average them). The
+        paper L2-normalises DINO v1 keys (``"l2"``). The thresholds assume DINO
+        v1-like statistics; raw DINOv2 keys are almost parallel (adjacent cosine
+        ≈ 0.99, all pairs ≈ 0.9), so the default removes each image's mean key first.
     mean_pooling : bool, default=True
         Pool supernode features with ``softmax(M_i A / (|M_i| σ))`` (True), or with the
         paper's literal ``softmax(M_i A / σ)`` (False), which grows sharper with the
         node's size and becomes an argmax for large nodes.
+    superpixel_params : dict or None, default=None
+        Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` for the
+        superpixel nodes.
     device : str, default="cpu"
         Where the dense maths runs (``"cpu"``, ``"cuda"``, ``"auto"``).
     refine : {"auto", "superpixels", "crf"} or None, default="auto"
         Pixel-accurate labels (:func:`~sklearn_useg.refine.refine_labels`):
         ``"superpixels"`` gives each superpixel of the image the label most of its
         pixels have, ``"crf"`` runs DenseCRF (``crf`` extra), None upsamples the
-        patch grid's labels as they are. ``"auto"``: superpixels when the features
-        carry their image (:class:`~sklearn_useg.DinoFeatures`' default), else None.
+        patch grid's labels as they are. ``"auto"``: nothing on superpixel nodes
+        (the masks follow the superpixels already), superpixels on patch nodes when
+        the features carry their image, else None.
     refine_params : dict or None, default=None
         Overrides of :data:`~sklearn_useg.refine.SUPERPIXEL_DEFAULTS` or
         :data:`~sklearn_useg.refine.CRF_DEFAULTS`.
@@ -347,26 +419,28 @@ class OAPSegmenter(BaseSegmenter):
     ((24, 32), dtype('int32'))
     """
 
-    _uses_image = False
-
     _parameter_constraints = {
         **BaseSegmenter._parameter_constraints,
-        "thresholds": ["array-like"],
+        "nodes": [StrOptions({"auto", "superpixels", "patches"})],
+        "superpixel_params": [dict, None],
+        "thresholds": ["array-like", None],
         "feature_weight": [Interval(Real, 0, None, closed="left")],
         "spatial_weight": [Interval(Real, 0, None, closed="left")],
         "sigma": [Interval(Real, 0, None, closed="neither")],
         "min_size": [Interval(Integral, 1, None, closed="left")],
         "level": [StrOptions({"semantic", "instance"})],
-        "layer": [Integral],
+        "layer": [Integral, None],
         "normalize": [StrOptions({"center_l2", "l2"})],
         "mean_pooling": ["boolean"],
         "device": [str],
     }
 
-    def __init__(self, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_weight=0.6,
-                 spatial_weight=0.4, sigma=0.07, min_size=5, level="instance", layer=0,
-                 normalize="center_l2", mean_pooling=True, device="cpu", refine="auto",
-                 refine_params=None, max_patches=4096, n_jobs=None):
+    def __init__(self, nodes="auto", *, thresholds=None, feature_weight=0.6,
+                 spatial_weight=0.4, sigma=0.07, min_size=5, level="semantic", layer=None,
+                 normalize="center_l2", mean_pooling=True, superpixel_params=None,
+                 device="cpu", refine="auto", refine_params=None, max_patches=4096,
+                 n_jobs=None):
+        self.nodes = nodes
         self.thresholds = thresholds
         self.feature_weight = feature_weight
         self.spatial_weight = spatial_weight
@@ -376,53 +450,90 @@ class OAPSegmenter(BaseSegmenter):
         self.layer = layer
         self.normalize = normalize
         self.mean_pooling = mean_pooling
+        self.superpixel_params = superpixel_params
         self.device = device
         self.refine = refine
         self.refine_params = refine_params
         self.max_patches = max_patches
         self.n_jobs = n_jobs
 
+    @property
+    def _uses_image(self):
+        return self.nodes != "patches"
+
+    def _auto_refine(self):
+        # superpixel nodes: the masks are unions of the refinement's superpixels already
+        return "superpixels" if self.nodes == "patches" else None
+
     def _check_params(self):
-        thresholds = np.asarray(self.thresholds)
-        if (thresholds.ndim != 1 or thresholds.size == 0
-                or not (np.issubdtype(thresholds.dtype, np.floating)
-                        or np.issubdtype(thresholds.dtype, np.integer))
-                or not np.all(np.isfinite(thresholds))):
-            raise ValueError("thresholds must be a non-empty 1-D sequence of finite numbers,"
-                             f" got {self.thresholds!r}.")
+        for nodes in (("patches", "superpixels") if self.nodes == "auto" else (self.nodes,)):
+            thresholds, layer = DEFAULT_HIERARCHY[nodes]
+            thresholds = np.asarray(thresholds if self.thresholds is None else self.thresholds)
+            layer = layer if self.layer is None else self.layer
+            if (thresholds.ndim != 1 or thresholds.size == 0
+                    or not (np.issubdtype(thresholds.dtype, np.floating)
+                            or np.issubdtype(thresholds.dtype, np.integer))
+                    or not np.all(np.isfinite(thresholds))):
+                raise ValueError("thresholds must be a non-empty 1-D sequence of finite "
+                                 f"numbers, got {self.thresholds!r}.")
+            if not -len(thresholds) <= layer < len(thresholds):
+                raise ValueError(f"layer must index thresholds (-{len(thresholds)} <= layer "
+                                 f"< {len(thresholds)}), got {layer}.")
         if self.feature_weight + self.spatial_weight <= 0:
             raise ValueError("feature_weight and spatial_weight must not both be 0.")
-        if not -len(thresholds) <= self.layer < len(thresholds):
-            raise ValueError(f"layer must index thresholds (-{len(thresholds)} <= layer < "
-                             f"{len(thresholds)}), got {self.layer}.")
+        if self.nodes != "patches":
+            check_refine_params("superpixels", self.superpixel_params)
 
-    def _thresholds(self):
-        """``thresholds`` as a list of floats (validated in ``fit``)."""
-        return [float(t) for t in np.asarray(self.thresholds)]
+    def _nodes_of(self, pf):
+        """The first layer's nodes for one image: ``"superpixels"`` or ``"patches"``."""
+        if self.nodes == "auto":
+            return "patches" if pf.image is None else "superpixels"
+        return self.nodes
 
-    def _hierarchy(self, pf, thresholds, semantic_layers=None):
+    def _hierarchy_settings(self, nodes):
+        """``thresholds`` as floats and the index of the layer :meth:`predict` returns,
+        the defaults of ``nodes`` where unset (validated in ``fit``)."""
+        thresholds, layer = DEFAULT_HIERARCHY[nodes]
+        thresholds = [float(t) for t in np.asarray(
+            thresholds if self.thresholds is None else self.thresholds)]
+        return thresholds, (layer if self.layer is None else self.layer) % len(thresholds)
+
+    def _hierarchy(self, pf, semantic_layers=None, n_layers=None):
+        """:func:`oap_hierarchy` of one image, its first ``n_layers`` layers (all when
+        None)."""
+        nodes = self._nodes_of(pf)
+        thresholds = self._hierarchy_settings(nodes)[0][:n_layers]
         F = normalize_features(pf.features, self.normalize)
         if not F.any():  # all patches alike (centring left no direction): one shared feature
             F = np.full_like(F, 1.0 / np.sqrt(F.shape[-1]))
+        regions = None
+        if nodes == "superpixels":
+            if pf.image is None:
+                raise ValueError("nodes='superpixels' needs the image: pass PatchFeatures "
+                                 "from DinoFeatures(keep_image=True), not plain arrays, "
+                                 "or take nodes='patches'.")
+            # at the superpixels' working size: memory stays bounded for large photos
+            regions = _superpixels_at_working_size(
+                pf.image, **{**SUPERPIXEL_DEFAULTS, **(self.superpixel_params or {})})
         return oap_hierarchy(F, thresholds, feature_weight=self.feature_weight,
                              spatial_weight=self.spatial_weight, sigma=self.sigma,
                              mean_pooling=self.mean_pooling, semantic_layers=semantic_layers,
-                             min_size=self.min_size, device=self.device_)
+                             min_size=self.min_size, regions=regions, device=self.device_)
 
     def _segment(self, pf, random_state):
-        thresholds = self._thresholds()
-        t = self.layer % len(thresholds)
+        nodes = self._nodes_of(pf)
+        thresholds, t = self._hierarchy_settings(nodes)
         semantic = self.level == "semantic"
-        layer = self._hierarchy(pf, thresholds[:t + 1],
-                                semantic_layers={t} if semantic else ())[t]
+        layer = self._hierarchy(pf, semantic_layers={t} if semantic else (),
+                                n_layers=t + 1)[t]
         labels = layer[f"{self.level}_reported"]
         return SegmentResult(labels=labels, details={
-            "layer": t, "level": self.level, "threshold": thresholds[t],
+            "nodes": nodes, "layer": t, "level": self.level, "threshold": thresholds[t],
             "n_instances": len(layer["instance_sizes"]),
             "n_segments": len(np.unique(labels))})
 
     def predict_hierarchy(self, X):
-        """Every layer's instance and semantic masks, on the patch grid.
+        """Every layer's instance and semantic masks.
 
         Parameters
         ----------
@@ -443,10 +554,13 @@ class OAPSegmenter(BaseSegmenter):
             semantic mask is a union of the instance masks of its layer. The label
             maps that :meth:`predict` returns (masks below ``min_size`` given to the
             most similar reported mask, an adjacent one for instances) are under
-            ``"instance_reported"`` and ``"semantic_reported"``. All maps are on the
-            patch grid (pooled to ``max_patches``): upsample with
-            :func:`sklearn_useg.refine.upsample_labels`.
+            ``"instance_reported"`` and ``"semantic_reported"``. On patch nodes all
+            maps are on the patch grid (pooled to ``max_patches``; upsample with
+            :func:`sklearn_useg.refine.upsample_labels`), on superpixel nodes at the
+            superpixels' working size (the image's, at most ``max_side`` pixels a side,
+            :func:`~sklearn_useg.refine.superpixels`; sizes still count tokens). The
+            first layer's nodes and thresholds are those of ``nodes``.
         """
         check_is_fitted(self)
         features = self._check_input(X)
-        return map_images(self._hierarchy, features, self.n_jobs, self._thresholds())
+        return map_images(self._hierarchy, features, self.n_jobs)

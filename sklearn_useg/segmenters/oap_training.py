@@ -195,11 +195,12 @@ class OAPDistillSegmenter(BaseSegmenter):
     pooling : OAPSegmenter or None, default=None
         The pooling that makes the pseudo-masks: its ``thresholds[:layer + 1]``,
         weights, ``sigma``, ``min_size`` (small masks are given to a neighbour, as in
-        its ``predict``), ``normalize`` and ``mean_pooling`` are used; None means
-        ``OAPSegmenter()`` (the finest instance layer, centred keys).
+        its ``predict``), ``normalize`` and ``mean_pooling`` are used, always on patch
+        nodes (its defaults for ``nodes="patches"``); None means
+        ``OAPSegmenter(nodes="patches")`` (the finest instance layer, centred keys).
     level : {"instance", "semantic"}, default="instance"
-        Which query set :meth:`predict` reads (the same level as ``pooling``'s default
-        output, for a like-for-like comparison).
+        Which query set :meth:`predict` reads (``benchmarks/oap_training.py``
+        compares both levels with the pooling's own masks).
     n_instance_queries : int, default=24
         Instance queries (the paper: 150).
     n_semantic_queries : int, default=8
@@ -462,13 +463,17 @@ class OAPDistillSegmenter(BaseSegmenter):
         pooling, _ = self._pooling()
         pooling._validate_params()
         pooling._check_params()
+        if pooling.nodes == "superpixels":
+            raise ValueError("pooling must pool patches (nodes='patches' or 'auto'): the "
+                             "teacher's pseudo-masks are made on crops of the feature "
+                             "grid, which have no superpixels.")
 
     def _pooling(self):
         """The teacher's OAP (validated in ``fit``) and the thresholds of its layers up
-        to the one it returns."""
-        pooling = OAPSegmenter() if self.pooling is None else self.pooling
-        thresholds = pooling._thresholds()
-        return pooling, thresholds[:pooling.layer % len(thresholds) + 1]
+        to the one it returns, on patch nodes."""
+        pooling = OAPSegmenter(nodes="patches") if self.pooling is None else self.pooling
+        thresholds, layer = pooling._hierarchy_settings("patches")
+        return pooling, thresholds[:layer + 1]
 
     def _queries(self):
         return (self.n_semantic_queries, self.n_instance_queries)  # order of LEVELS
