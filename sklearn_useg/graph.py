@@ -437,6 +437,31 @@ def pixel_patch_counts(labels, grid_shape):
                          shape=(k, h * w))
 
 
+def region_mean_features(regions, features):
+    """Mean patch feature under each region's pixels, and the region's pixel count.
+
+    Parameters
+    ----------
+    regions : ndarray of shape (H, W), int
+        Region ids ``0..s-1`` (e.g. :func:`~sklearn_useg.refine.superpixels`).
+    features : ndarray of shape (h, w, d)
+        Patch features on the grid the image was cut into.
+
+    Returns
+    -------
+    means : ndarray of shape (s, d), float64
+        Each region's patch features weighted by its pixels in each patch
+        (:func:`pixel_patch_counts`).
+    pixels : ndarray of shape (s,), float64
+        Pixels per region.
+    """
+    h, w, d = np.shape(features)
+    counts = pixel_patch_counts(regions, (h, w))
+    pixels = np.asarray(counts.sum(axis=1)).ravel()
+    sums = counts @ np.asarray(features, dtype=np.float64).reshape(h * w, d)
+    return sums / np.maximum(pixels, 1)[:, None], pixels
+
+
 def region_adjacency(labels):
     """Sparse symmetric adjacency of the regions of a label map (4-connectivity).
 

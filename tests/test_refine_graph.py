@@ -230,3 +230,11 @@ def test_pixel_patch_counts_and_region_adjacency():
     np.testing.assert_array_equal(counts, [[2, 0], [0, 4], [2, 0]])
     adj = graph.region_adjacency(labels).toarray()
     np.testing.assert_array_equal(adj, [[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+
+
+def test_region_mean_features_weight_patches_by_pixels():
+    labels = np.array([[0, 0, 0, 1], [0, 0, 1, 1]])  # region 0: 4 pixels left, 1 right
+    features = np.array([[[1.0, 0.0], [0.0, 1.0]]])  # (1, 2, 2) grid: a patch a half
+    means, pixels = graph.region_mean_features(labels, features)
+    np.testing.assert_allclose(pixels, [5, 3])
+    np.testing.assert_allclose(means, [[4 / 5, 1 / 5], [0.0, 1.0]])

@@ -9,8 +9,8 @@ import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..graph import (contract_edges, grid_edges, normalize_features, pixel_patch_counts,
-                     quotient_edges, region_adjacency)
+from ..graph import (contract_edges, grid_edges, normalize_features, quotient_edges,
+                     region_adjacency, region_mean_features)
 from ..refine import SUPERPIXEL_DEFAULTS, _superpixels_at_working_size, check_refine_params
 from ._base import BaseSegmenter, SegmentResult, map_images
 
@@ -223,10 +223,8 @@ def _region_nodes(tokens, regions, grid_shape):
     and their adjacency edges ``(i, j)``, ``i < j``."""
     torch = _torch()
     F = tokens.F
-    counts = pixel_patch_counts(regions, grid_shape)  # (s, n) pixels per token
-    pixels = np.asarray(counts.sum(axis=1)).ravel()
-    mean = counts.multiply(1.0 / pixels[:, None]).tocsr()
-    C = torch.as_tensor(mean @ F.cpu().numpy(), dtype=F.dtype, device=F.device)
+    means, pixels = region_mean_features(regions, F.cpu().numpy().reshape(*grid_shape, -1))
+    C = torch.as_tensor(means, dtype=F.dtype, device=F.device)
     sizes = torch.as_tensor(pixels * F.shape[0] / np.asarray(regions).size, dtype=F.dtype,
                             device=F.device)
     upper = sp.triu(region_adjacency(regions), k=1).tocoo()

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..graph import l2_normalize, normalize_features, pixel_patch_counts, region_adjacency
+from ..graph import l2_normalize, normalize_features, region_adjacency, region_mean_features
 from ..refine import check_refine_params, superpixels
 from ._base import BaseSegmenter, SegmentResult
 
@@ -33,10 +33,8 @@ def region_descriptors(pf, regions, *, normalize="center_l2", color_weight=2.0):
     """
     from skimage.color import rgb2lab
 
-    counts = pixel_patch_counts(regions, pf.grid_shape)
-    sizes = np.asarray(counts.sum(axis=1)).ravel()
-    feats = l2_normalize(np.asarray(
-        counts @ normalize_features(pf.flat, normalize).astype(np.float64)))
+    means, sizes = region_mean_features(regions, normalize_features(pf.features, normalize))
+    feats = l2_normalize(means)
     lab = rgb2lab(pf.image).reshape(-1, 3)
     colour = np.stack([np.bincount(regions.ravel(), lab[:, c], minlength=len(sizes))
                        for c in range(3)], axis=1) / np.maximum(sizes, 1)[:, None]
