@@ -13,10 +13,12 @@ and the paper's literal pooling ``softmax(M A / σ)`` (``mean_pooling=False``), 
 covering most of the image border (:func:`sklearn_useg.refine.border_foreground`);
 foreground IoU and CorLoc, next to ``KMeansSegmenter(2)`` + the same rule. ``speed``:
 median milliseconds per image of the whole hierarchy (5 layers, instance + semantic,
-:func:`sklearn_useg.segmenters.oap.oap_hierarchy` on normalised keys; features
-excluded), at BSDS native size and on a 56 x 56 grid (images resized to 784 px, 3136
-tokens), with DinoFeatures' own time for the ratio and ``KMeansSegmenter(5)``'s
-``predict`` beside it (both without the refinement). All features are last-layer keys
+:func:`sklearn_useg.segmenters.oap.oap_hierarchy` on normalised keys, patch nodes;
+features excluded), at BSDS native size and on a 56 x 56 grid (images resized to 784 px,
+3136 tokens), with DinoFeatures' own time for the ratio, ``OAPSegmenter().predict`` (on
+superpixel nodes, their superpixels included) beside the former default's (patch nodes
+and the superpixel refinement) and ``KMeansSegmenter(5)``'s ``predict`` (without the
+refinement). All features are last-layer keys
 from a joblib cache (``--cache``); tables are Markdown.
 """
 
@@ -165,6 +167,16 @@ def speed(args):
                 wall, cpu = _median_ms(lambda F: oap_hierarchy(F, device=device), keys,
                                        device, args.repeats)
                 print(f"| {grid} | OAP hierarchy | {device} | {wall:.1f} | {cpu:.1f} | "
+                      f"{wall / feat:.3f} |")
+            for name, seg in (("OAPSegmenter() predict (superpixel nodes, their "
+                               "superpixels included)", OAPSegmenter()),
+                              ("OAPSegmenter(nodes='patches', level='instance') predict "
+                               "with the superpixel refinement (the former default)",
+                               OAPSegmenter(nodes="patches", level="instance"))):
+                seg.fit(features[:1])
+                wall, cpu = _median_ms(lambda pf: seg.predict([pf]), features, "cpu",
+                                       args.repeats)
+                print(f"| {grid} | {name} | cpu | {wall:.1f} | {cpu:.1f} | "
                       f"{wall / feat:.3f} |")
             kmeans = KMeansSegmenter(5, refine=None, random_state=0).fit(features[:1])
             wall, cpu = _median_ms(lambda pf: kmeans.predict([pf]), features, "cpu",

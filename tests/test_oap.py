@@ -79,6 +79,22 @@ def test_superpixel_nodes_recover_regions_along_the_superpixels():
         np.testing.assert_array_equal(a, b)
 
 
+def test_superpixel_hierarchy_maps_pixels_and_counts_tokens():
+    X, _ = colour_blob_features(n_images=1)
+    seg = OAPSegmenter().fit(X)
+    layers = seg.predict_hierarchy(X)[0]
+    assert len(layers) == 5
+    for t, layer in enumerate(layers):
+        assert layer["instance"].shape == layer["semantic"].shape == (64, 80)
+        # sizes count tokens (8 x 10 patches): the pixels of each mask / 64 per token
+        np.testing.assert_allclose(layer["instance_sizes"], np.bincount(
+            layer["instance"].ravel()) / 64.0)
+        assert layer["instance_sizes"].sum() == pytest.approx(80)
+    layer = layers[1]  # the default layer: predict relabels the reported semantic map
+    expected = np.unique(layer["semantic_reported"], return_inverse=True)[1]
+    np.testing.assert_array_equal(seg.predict(X)[0], expected.reshape(64, 80))
+
+
 def test_nodes_auto_pools_patches_without_the_image():
     X, _ = _blobs(2)
     auto = OAPSegmenter().fit(X).predict(X, return_details=True)

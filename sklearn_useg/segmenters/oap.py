@@ -189,6 +189,7 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
     else:
         nodes, edges = _region_nodes(tokens, regions, (h, w))
         node_map = np.asarray(regions)
+    size_dtype = np.int64 if regions is None else np.float64  # sizes count tokens
     base_node = np.arange(len(nodes.counts))  # node of each first-layer node
     layers = []
     for t, tau in enumerate(thresholds):
@@ -201,7 +202,7 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
         base_node = omega[base_node]
         layer = {"threshold": float(tau), "instance": base_node[node_map],
                  "instance_features": nodes.V.cpu().numpy(), "instance_sizes":
-                 nodes.counts.cpu().numpy().astype(np.int64), "instance_edges": edges}
+                 nodes.counts.cpu().numpy().astype(size_dtype), "instance_edges": edges}
         if semantic_layers is None or t in semantic_layers:
             # semantic pooling on the fully connected graph over this layer's instances
             sf = nodes.V @ nodes.V.T
@@ -213,7 +214,7 @@ def oap_hierarchy(features, thresholds=(0.8, 0.7, 0.6, 0.5, 0.4), *, feature_wei
             semantic = _group(tokens, nodes, group, k)
             layer.update(semantic=group[base_node][node_map], semantic_of_instance=group,
                          semantic_features=semantic.V.cpu().numpy(),
-                         semantic_sizes=semantic.counts.cpu().numpy().astype(np.int64))
+                         semantic_sizes=semantic.counts.cpu().numpy().astype(size_dtype))
         layers.append(layer if min_size is None else _add_reported(layer, min_size))
     return layers
 
@@ -556,7 +557,8 @@ class OAPSegmenter(BaseSegmenter):
             maps are on the patch grid (pooled to ``max_patches``; upsample with
             :func:`sklearn_useg.refine.upsample_labels`), on superpixel nodes at the
             superpixels' working size (the image's, at most ``max_side`` pixels a side,
-            :func:`~sklearn_useg.refine.superpixels`; sizes still count tokens). The
+            :func:`~sklearn_useg.refine.superpixels`; sizes still count tokens, as
+            floats: a superpixel covers a fraction of a token's pixels). The
             first layer's nodes and thresholds are those of ``nodes``.
         """
         check_is_fitted(self)
