@@ -4,8 +4,9 @@ CLASP: spectral clustering with an automatic number of segments
 
 :class:`~sklearn_useg.CLASPSegmenter` is training-free: for each image it
 eigendecomposes the cosine affinity of the patch features, picks the number of
-segments ``K`` at the elbow of the eigengaps, refines it with the silhouette, and
-clusters the spectral embedding with k-means. Here it runs on two BSDS500 images and
+segments ``K`` at the elbow of the eigengaps, refines it with the silhouette (no fewer
+than ``min_segments``, 4 by default; 2 is the paper's), and clusters the spectral
+embedding with k-means. Here it runs on two BSDS500 images and
 is compared with the :class:`~sklearn_useg.KMeansSegmenter` baseline at a fixed
 ``k``, both scored against the human segmentations with per-image Hungarian mIoU.
 """

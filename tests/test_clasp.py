@@ -63,8 +63,9 @@ def _dense_clasp(features, seg, random_state=0):
     if seg.embedding == "scaled":
         vectors = vectors * np.sqrt(np.maximum(values, 0))
     k_opt = _naive_elbow(values)
-    lo = max(2, math.floor(k_opt * (1 - seg.beta)))
-    hi = min(math.ceil(k_opt * (1 + seg.beta)), seg.max_segments)
+    floor = min(seg.min_segments, seg.max_segments)
+    lo = max(floor, math.floor(k_opt * (1 - seg.beta)))
+    hi = min(max(math.ceil(k_opt * (1 + seg.beta)), floor), seg.max_segments)
     best = None
     for k in range(lo, hi + 1):
         labels = KMeans(k, n_init=seg.sweep_n_init or seg.n_init, random_state=seed
@@ -158,8 +159,10 @@ def test_sweep_restarts_pick_k_and_every_restart_labels_it():
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
 def test_recovers_k_and_partition_on_blobs(k):
+    # the paper's floor: K from the spectrum alone, down to 2
     X, y = _blobs(2, n_segments=k, random_state=k)
-    labels, details = CLASPSegmenter(random_state=0).fit(X).predict(X, return_details=True)
+    labels, details = CLASPSegmenter(min_segments=2, random_state=0).fit(X).predict(
+        X, return_details=True)
     assert [d["n_segments"] for d in details] == [k, k]
     assert hungarian_miou(y, labels) >= 0.95
     for d in details:
@@ -173,8 +176,8 @@ def test_variants_recover_blobs(params):
     # (at random_state=7 the euclidean silhouette picks K=2 on one image: measured in
     # the K-dimensional embedding, it favours small K; see the estimator's docstring)
     X, y = _blobs(2, n_segments=3, random_state=8)
-    labels, details = CLASPSegmenter(random_state=0, **params).fit(X).predict(
-        X, return_details=True)
+    labels, details = CLASPSegmenter(min_segments=2, random_state=0, **params).fit(
+        X).predict(X, return_details=True)
     assert hungarian_miou(y, labels) >= 0.95
     assert all(d["n_segments"] == 3 for d in details)
 
@@ -184,11 +187,27 @@ def test_fixed_k_and_sweep_range():
     _, details = CLASPSegmenter(n_segments=6, random_state=0).fit(X).predict(
         X, return_details=True)
     assert details[0]["n_segments"] == 6 and list(details[0]["silhouettes"]) == [6]
-    seg = CLASPSegmenter(beta=0.5, max_segments=8)
+    seg = CLASPSegmenter(beta=0.5, min_segments=2, max_segments=8)
     assert seg._k_range(5, cap=20) == [2, 3, 4, 5, 6, 7, 8]
     assert seg._k_range(1, cap=20) == [2]
     assert CLASPSegmenter(beta=0.1)._k_range(10, cap=20) == [9, 10, 11]
     assert CLASPSegmenter(beta=0.0)._k_range(4, cap=3) == [3]
+    # min_segments raises the floor of the sweep, never above max_segments or the cap
+    assert CLASPSegmenter(beta=0.35, min_segments=4)._k_range(2, cap=20) == [4]
+    assert CLASPSegmenter(beta=0.35, min_segments=4)._k_range(4, cap=20) == [4, 5, 6]
+    assert CLASPSegmenter(min_segments=4)._k_range(2, cap=3) == [3]
+    assert CLASPSegmenter(min_segments=5, max_segments=4)._k_range(2, cap=20) == [4]
+
+
+def test_min_segments_floors_the_chosen_k():
+    X, y = _blobs(2, n_segments=2, random_state=2)
+    _, free = CLASPSegmenter(min_segments=2, random_state=0).fit(X).predict(
+        X, return_details=True)
+    labels, floored = CLASPSegmenter(min_segments=4, random_state=0).fit(X).predict(
+        X, return_details=True)
+    assert [d["n_segments"] for d in free] == [2, 2]
+    assert all(d["n_segments"] >= 4 and min(d["silhouettes"]) >= 4 for d in floored)
+    assert all(lab.max() + 1 == d["n_segments"] for lab, d in zip(labels, floored))
 
 
 grids = st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5)).flatmap(
@@ -214,6 +233,7 @@ def test_output_contract_on_any_grid(grid, spectrum, silhouette, seed):
 @pytest.mark.parametrize("params, error", [
     (dict(n_segments=1), ValueError), (dict(n_segments=2.5), ValueError),
     (dict(beta=-0.1), ValueError), (dict(max_segments=1), ValueError),
+    (dict(min_segments=1), ValueError),
     (dict(spectrum="normalized"), ValueError), (dict(silhouette="l1"), ValueError),
     (dict(normalize="none"), ValueError), (dict(n_init=0), ValueError),
     (dict(sweep_n_init=0), ValueError),
@@ -234,7 +254,7 @@ def test_crf_needs_the_image():
 
 def test_grid_search_over_beta_and_n_segments():
     X, y = _blobs(4, n_segments=3, random_state=11)
-    pipe = Pipeline([("seg", CLASPSegmenter(n_init=3, random_state=0))])
+    pipe = Pipeline([("seg", CLASPSegmenter(min_segments=2, n_init=3, random_state=0))])
     grid = {"seg__n_segments": [None, 2, 5], "seg__beta": [0.25, 0.5]}
     search = GridSearchCV(pipe, grid, scoring=miou_scorer, cv=2).fit(X, y)
     assert search.best_params_["seg__n_segments"] is None
