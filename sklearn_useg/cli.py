@@ -30,8 +30,11 @@ def _new_model(args):
         print(f"error: unknown --method {args.method!r}; choose from {sorted(methods)}",
               file=sys.stderr)
         return None
+    from ._benchmark import FACETS
+
+    facet = args.facet or FACETS.get(args.method, "token")
     features = DinoFeatures(backbone=args.backbone, weights=args.weights,
-                            device=args.device, facet=args.facet, resize=args.resize)
+                            device=args.device, facet=facet, resize=args.resize)
     return features, methods[args.method](**dict(args.param))
 
 
@@ -215,8 +218,11 @@ def main(argv=None):
         command.add_argument("--weights", default="auto", type=parse_weights,
                              help="checkpoint path, 'auto' ($SKLEARN_USEG_WEIGHTS, then "
                                   "the timm hub) or 'none' (random weights)")
-        command.add_argument("--facet", default="token",
-                             choices=["token", "key", "query", "value"])
+        command.add_argument("--facet", default=None,
+                             choices=["token", "key", "query", "value"],
+                             help="feature facet (default: the method's pairing, as in "
+                                  "docs/benchmarks.md: key for oap, oapdistill and "
+                                  "deepcut, token otherwise)")
         command.add_argument("--resize", type=int, default=None,
                              help="short side of the images given to the backbone "
                                   "(default: native size)")

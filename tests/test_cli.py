@@ -91,6 +91,19 @@ def test_fit_save_segment_evaluate_round_trip(tmp_path, capsys):
                                                   abs=1e-4)
 
 
+@pytest.mark.parametrize("method, facet_args, facet", [
+    ("oap", [], "key"), ("kmeans", [], "token"), ("oap", ["--facet", "token"], "token")])
+def test_fit_pairs_the_method_with_its_facet(tmp_path, method, facet_args, facet):
+    from sklearn_useg import load_model
+
+    images, _ = _blob_folder(tmp_path, n_images=1)
+    model_path = tmp_path / "model.joblib"
+    assert main(["fit", str(images), "--method", method, "--out", str(model_path),
+                 "--backbone", "test_vit", "--weights", "none", "--no-progress",
+                 *facet_args]) == 0
+    assert load_model(model_path).steps[0][1].facet == facet
+
+
 def test_segment_fits_a_new_model_on_all_the_images_then_predicts(tmp_path):
     """ACSeg learns from the whole set given to 'segment', not from one image at a time."""
     from sklearn_useg import ACSegSegmenter, DinoFeatures
