@@ -84,12 +84,14 @@ def upsample_argmax(scores, shape, *, max_block_bytes=2**24):
     return out
 
 
-def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640):
+def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640,
+                upsample=True):
     """Felzenszwalb–Huttenlocher superpixels of an RGB image, at a bounded cost.
 
     :func:`skimage.segmentation.felzenszwalb` on the image, downscaled first so that
     its longer side is at most ``max_side`` (the map is then upsampled back with
-    nearest neighbours): the cost is bounded for any photo size.
+    nearest neighbours, unless ``upsample=False``): the cost is bounded for any photo
+    size.
 
     Parameters
     ----------
@@ -102,19 +104,15 @@ def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640)
         ``min_size``, so the same setting suits every image size).
     max_side : int or None, default=640
         Longer side of the image the superpixels are computed on (None: full size).
+    upsample : bool, default=True
+        Return the map at the image's size; False returns it at the working size
+        (at most ``max_side`` a side), which bounds the memory of what uses it.
 
     Returns
     -------
     ndarray of shape (H, W), int64
-        Superpixel ids ``0..s-1``.
+        Superpixel ids ``0..s-1`` (at the working size with ``upsample=False``).
     """
-    regions = _superpixels_at_working_size(image, scale, sigma, min_area, max_side)
-    return upsample_labels(regions, np.asarray(image).shape[:2]).astype(np.int64)
-
-
-def _superpixels_at_working_size(image, scale, sigma, min_area, max_side):
-    """:func:`superpixels` before the upsampling: on the image downscaled to
-    ``max_side``."""
     from skimage import segmentation
 
     image = np.asarray(image)
@@ -128,7 +126,9 @@ def _superpixels_at_working_size(image, scale, sigma, min_area, max_side):
         small = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
             size, Image.BILINEAR))
     min_size = max(1, int(round(min_area * small.shape[0] * small.shape[1])))
-    return segmentation.felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size)
+    regions = segmentation.felzenszwalb(small, scale=scale, sigma=sigma,
+                                        min_size=min_size).astype(np.int64)
+    return upsample_labels(regions, (H, W)).astype(np.int64) if upsample else regions
 
 
 def vote_superpixels(labels, regions):
@@ -195,8 +195,7 @@ def refine_labels(image, labels, method, params=None, *, keep_labels=False):
     if method == "crf":
         return dense_crf(image, labels, keep_labels=keep_labels, **(params or {}))
     # vote at the superpixels' working size: memory stays bounded for large photos
-    params = {**SUPERPIXEL_DEFAULTS, **(params or {})}
-    regions = _superpixels_at_working_size(image, **params)
+    regions = superpixels(image, upsample=False, **(params or {}))
     labels = np.asarray(labels)
     if regions.shape == labels.shape:
         return vote_superpixels(labels, regions)

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..graph import (contract_edges, grid_edges, normalize_features, quotient_edges,
                      region_adjacency, region_mean_features)
-from ..refine import SUPERPIXEL_DEFAULTS, _superpixels_at_working_size, check_refine_params
+from ..refine import check_refine_params, superpixels
 from ._base import BaseSegmenter, SegmentResult, map_images
 
 _CHUNK = 1 << 22  # most entries of an (rows x n) affinity block computed at once
@@ -516,8 +516,7 @@ class OAPSegmenter(BaseSegmenter):
                                  "from DinoFeatures(keep_image=True), not plain arrays, "
                                  "or take nodes='patches'.")
             # at the superpixels' working size: memory stays bounded for large photos
-            regions = _superpixels_at_working_size(
-                pf.image, **{**SUPERPIXEL_DEFAULTS, **(self.superpixel_params or {})})
+            regions = superpixels(pf.image, upsample=False, **(self.superpixel_params or {}))
         return oap_hierarchy(F, thresholds, feature_weight=self.feature_weight,
                              spatial_weight=self.spatial_weight, sigma=self.sigma,
                              mean_pooling=self.mean_pooling, semantic_layers=semantic_layers,
