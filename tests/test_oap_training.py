@@ -87,6 +87,7 @@ def test_pooling_parameters_are_used():
 @pytest.mark.parametrize("params, error", [
     (dict(pooling="oap"), (ValueError, TypeError)),
     (dict(pooling=OAPSegmenter(layer=7)), ValueError),
+    (dict(pooling=OAPSegmenter(nodes="superpixels")), ValueError),
     (dict(level="panoptic"), ValueError),
     (dict(n_instance_queries=0), ValueError),
     (dict(crop_scale=(0.5, 0.2)), ValueError),

@@ -63,8 +63,8 @@ class CLASPSegmenter(BaseSegmenter):
     the rows of the spectral embedding (the first ``K`` eigenvectors, each scaled by
     ``√λ_i`` by default, see ``embedding``), L2-normalised, are clustered with
     k-means, and the ``K`` of best mean silhouette is kept. ``refine="crf"`` refines
-    the upsampled labels with DenseCRF (the paper's "pixel" variant; ``refine=None`` is the "patch"
-    variant).
+    the upsampled labels with DenseCRF (the paper's "pixel" variant; ``refine=None``
+    is the "patch" variant).
 
     The spectrum is exact and cheap: ``A = X Xᵀ`` with ``X`` the unit-norm features
     (n x d, d << n), so it comes from the d x d Gram matrix
@@ -99,9 +99,9 @@ class CLASPSegmenter(BaseSegmenter):
     min_segments : int, default=4
         Lower bound of the sweep (at most ``max_segments``); 2 is the paper's. On
         natural images the sweep often settles at 2-3 segments (a third of BSDS500
-        train images), too coarse for scenes.
-        Chosen on the training splits (``benchmarks/quality.py --methods clasp --param
-        clasp:min_segments=M --split train``; horses: their one split), 2 / 3 / 4 / 5
+        train images), too coarse for scenes. Chosen on the training splits
+        (``benchmarks/quality.py --methods clasp --param clasp:min_segments=M --split
+        train``; horses: their one split), 2 / 3 / 4 / 5
         against ``KMeansSegmenter(5)``: BSDS500 train mIoU / covering 18.6 / 56.5,
         18.9 / 56.8, 19.8 / 57.8, 20.5 / 57.7 vs 19.2 / 57.0 (the 3 from a probe of the
         same rule); CamVid train (fitted and scored on train) 19.7 / 49.7 at 2,

@@ -343,30 +343,29 @@ class OAPDistillSegmenter(BaseSegmenter):
     Measured with ``benchmarks/oap_training.py`` (same features, level and refinement as
     the pooling it distils: patch nodes, the finest instance layer, superpixel
     refinement, :class:`OAPSegmenter`'s defaults at the time; one run, 2-core CPU), the
-    trained decoder
-    (``random_state=0``) beats the pooling on two of the three tasks: horses fg IoU 71.0
-    vs 69.0 (BSDS-trained, zero-shot; CorLoc 98.8 both) and CamVid val mIoU 19.8 vs 17.7
-    through :class:`~sklearn_useg.SemanticLabeler` (pixel accuracy 62.1 vs 45.1; over
-    the labeler's seeds 0-3, the same fits: 20.0 ± 0.2 / 61.6 ± 1.1 vs 18.9 ± 0.8 / 50.5
-    ± 4.2), but not BSDS500 val: mIoU 18.6 vs 21.5, covering 51.8 vs 53.9 (PRI 76.1 vs
-    75.2). That is one training seed: with ``random_state=1`` (the same fits otherwise,
-    re-scored outside the benchmark) the decoder keeps the horses (69.8) but loses
-    CamVid (16.8 ± 0.7 mIoU / 57.7 % over the labeler's seeds 0-3) and BSDS500 (19.4 /
-    52.7), one task of three. An earlier run of the same code on another machine, where
-    float rounding led 400 steps elsewhere, gave horses 69.4 and CamVid 16.6 (BSDS500
-    18.9 / 52.1): the margins rest on short training runs. The decoder reproduces its
-    teacher's masks on images it was not trained on only loosely (per-image mIoU against
-    the teacher's pseudo-masks 36 on 60 held-out BSDS train images, after 400 steps on
-    the other 140; 35 after 1000 steps), and its masks of one query are often disjoint
-    (3.7 components per mask, median). With ``connected=True`` (``--param
-    connected=True``; the same fits re-scored): BSDS500 val 20.4 / 53.1, horses 67.5,
-    CamVid val 22.6 / 61.0 (labeler seed 0) — closer on BSDS500 but below the pooling on
-    the horses, so it is not the default. These horse figures use the attention rule at
-    the image's mean (``threshold=0``); at the rule's default (0.25; ``python
-    benchmarks/oap_training.py --tasks horse``, the seed-0 fit again) the decoder keeps
-    its lead: 72.3 vs 70.9 (CorLoc 99.4 vs 99.1). :class:`OAPSegmenter`'s default
-    since, on superpixel nodes, is ahead of the decoder on all three tasks (BSDS500 val
-    24.9 / 56.1, horses 74.9, CamVid val 31.2; its docstring).
+    trained decoder (``random_state=0``) beats the pooling on two of the three tasks:
+    horses fg IoU 71.0 vs 69.0 (BSDS-trained, zero-shot; CorLoc 98.8 both) and CamVid
+    val mIoU 19.8 vs 17.7 through :class:`~sklearn_useg.SemanticLabeler` (pixel accuracy
+    62.1 vs 45.1; over the labeler's seeds 0-3, the same fits: 20.0 ± 0.2 / 61.6 ± 1.1
+    vs 18.9 ± 0.8 / 50.5 ± 4.2), but not BSDS500 val: mIoU 18.6 vs 21.5, covering 51.8
+    vs 53.9 (PRI 76.1 vs 75.2). That is one training seed: with ``random_state=1`` (the
+    same fits otherwise, re-scored outside the benchmark) the decoder keeps the horses
+    (69.8) but loses CamVid (16.8 ± 0.7 mIoU / 57.7 % over the labeler's seeds 0-3) and
+    BSDS500 (19.4 / 52.7), one task of three. An earlier run of the same code on another
+    machine, where float rounding led 400 steps elsewhere, gave horses 69.4 and CamVid
+    16.6 (BSDS500 18.9 / 52.1): the margins rest on short training runs. The decoder
+    reproduces its teacher's masks on images it was not trained on only loosely
+    (per-image mIoU against the teacher's pseudo-masks 36 on 60 held-out BSDS train
+    images, after 400 steps on the other 140; 35 after 1000 steps), and its masks of one
+    query are often disjoint (3.7 components per mask, median). With ``connected=True``
+    (``--param connected=True``; the same fits re-scored): BSDS500 val 20.4 / 53.1,
+    horses 67.5, CamVid val 22.6 / 61.0 (labeler seed 0) — closer on BSDS500 but below
+    the pooling on the horses, so it is not the default. These horse figures use the
+    attention rule at the image's mean (``threshold=0``); at the rule's default (0.25;
+    ``python benchmarks/oap_training.py --tasks horse``, the seed-0 fit again) the
+    decoder keeps its lead: 72.3 vs 70.9 (CorLoc 99.4 vs 99.1). :class:`OAPSegmenter`'s
+    default since, on superpixel nodes, is ahead of the decoder on all three tasks
+    (BSDS500 val 24.9 / 56.1, horses 74.9, CamVid val 31.2; its docstring).
 
     Examples
     --------
