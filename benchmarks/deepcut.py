@@ -9,8 +9,10 @@
 CC on raw and centred keys, next to ``KMeansSegmenter(n_clusters=2)`` + the same rule on
 the same features. ``bsds``: BSDS500 val per-image Hungarian mIoU (mean over the human
 maps) for K = 4 N-cut, CC (k-less, cap ``--cc-cap``) at several alphas and
-``KMeansSegmenter(4)``. ``speed``: median seconds per image of DeepCut (2-way, 10 epochs;
-K = 4, 100 epochs; ``refine=None``, as ``benchmarks/speed.py`` times the segmenter
+``KMeansSegmenter(4)``. Both study the normalisation on the paper's graph and argmax
+(``affinity_power=1, n_recenter_steps=0``). ``speed``: median seconds per image of
+DeepCut (2-way, 10 epochs; K = 4, 100 epochs, at the defaults and without the
+re-centring steps; ``refine=None``, as ``benchmarks/speed.py`` times the segmenter
 stage), of the default superpixel refinement of the K = 4 labels, and of
 ``DinoFeatures`` on the same images, on this machine's CPU (torch threads as set by
 ``--threads``). Features come from a joblib cache
@@ -30,6 +32,8 @@ from sklearn_useg.datasets import load_bsds500, load_weizmann_horse
 from sklearn_useg.metrics import corloc, foreground_iou, hungarian_miou
 from sklearn_useg.refine import border_foreground, refine_labels
 from sklearn_useg import DeepCutSegmenter
+
+PAPER = {"affinity_power": 1.0, "n_recenter_steps": 0}  # the paper's graph and argmax
 
 
 def _features(images, args, **params):
@@ -53,7 +57,8 @@ def horse(args):
     rows = [("KMeansSegmenter(2)", n, KMeansSegmenter(2, normalize=n, random_state=args.seed))
             for n in ("l2", "center_l2")]
     rows += [(f"DeepCut {loss}{'' if loss == 'ncut' else f' a={a:g}'}", n,
-              DeepCutSegmenter(2, loss=loss, alpha=a, normalize=n, random_state=args.seed))
+              DeepCutSegmenter(2, loss=loss, alpha=a, normalize=n, random_state=args.seed,
+                               **PAPER))
              for loss, a in (("ncut", 3.0), ("cc", 3.0), ("cc", 1.5))
              for n in ("none", "center", "center_l2")]
     for name, norm, est in rows:
@@ -72,11 +77,12 @@ def bsds(args):
     print("| --- | --- | --- | --- | --- |")
     rows = [("KMeansSegmenter(4)", n, KMeansSegmenter(4, normalize=n, random_state=args.seed))
             for n in ("l2", "center_l2")]
-    rows += [("DeepCut ncut K=4", n, DeepCutSegmenter(4, normalize=n, random_state=args.seed))
+    rows += [("DeepCut ncut K=4", n,
+              DeepCutSegmenter(4, normalize=n, random_state=args.seed, **PAPER))
              for n in ("none", "center", "center_l2")]
     rows += [(f"DeepCut cc a={a:g} (cap {args.cc_cap})", n,
               DeepCutSegmenter(args.cc_cap, loss="cc", alpha=a, normalize=n,
-                               random_state=args.seed))
+                               random_state=args.seed, **PAPER))
              for n in ("none", "center", "center_l2") for a in args.alphas]
     for name, norm, est in rows:
         labels, details, secs = _run(est, features)
@@ -96,6 +102,8 @@ def speed(args):
         feat_times.append(time.perf_counter() - start)
     configs = [("2-way ncut, 10 epochs", DeepCutSegmenter(2, refine=None, random_state=0)),
                ("K=4 ncut, 100 epochs", DeepCutSegmenter(4, refine=None, random_state=0)),
+               ("K=4 ncut, 100 epochs, paper's graph and argmax",
+                DeepCutSegmenter(4, refine=None, random_state=0, **PAPER)),
                ("default (K=5 ncut, 100 epochs)",
                 DeepCutSegmenter(refine=None, random_state=0)),
                (f"cc cap {args.cc_cap}, 100 epochs",

@@ -15,7 +15,7 @@ from sklearn_useg.graph import normalize_features, scaled_dot_affinity
 from sklearn_useg.metrics import hungarian_miou, miou_scorer
 from sklearn_useg.refine import border_foreground
 from sklearn_useg.segmenters.deepcut import (DeepCutSegmenter, _cc_loss, _gcn_adjacency,
-                                             _make_gnn, _ncut_loss)
+                                             _make_gnn, _ncut_loss, _recenter)
 
 
 def _affinity(F, loss, alpha):
@@ -116,16 +116,16 @@ def test_affinities_and_losses_match_their_definitions():
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_ncut_recovers_blobs(k):
-    # The paper's schedule (10 epochs for k = 2, 100 for k = 4). The orthogonality term
-    # -- ‖SᵀS/‖SᵀS‖ - I/√K‖ -- rewards equal cluster sizes, so N-cut promises the
-    # partition only when regions have comparable sizes (smallest >= half the mean).
-    # Where a region is much smaller, the soft assignment found has a lower loss than
-    # the true partition's one-hot assignment: the objective prefers balanced clusters
-    # (e.g. 89/57/11/35 patches -> the 11-patch blob merged, a large one split), the
-    # optimiser is not stuck above it.
+    # The paper's graph and argmax, and its schedule (10 epochs for k = 2, 100 for
+    # k = 4). The orthogonality term -- ‖SᵀS/‖SᵀS‖ - I/√K‖ -- rewards equal cluster
+    # sizes, so N-cut promises the partition only when regions have comparable sizes
+    # (smallest >= half the mean). Where a region is much smaller, the soft assignment
+    # found has a lower loss than the true partition's one-hot assignment: the
+    # objective prefers balanced clusters (e.g. 89/57/11/35 patches -> the 11-patch
+    # blob merged, a large one split), the optimiser is not stuck above it.
     X, y = _blobs(6, k)
-    labels, details = DeepCutSegmenter(k, random_state=0).fit(X).predict(
-        X, return_details=True)
+    paper = DeepCutSegmenter(k, affinity_power=1.0, n_recenter_steps=0, random_state=0)
+    labels, details = paper.fit(X).predict(X, return_details=True)
     balanced = [np.bincount(t.ravel()).min() >= 0.5 * t.size / k for t in y]
     assert sum(balanced) >= 3
     pairs = [(t, lab) for t, lab, b in zip(y, labels, balanced) if b]
@@ -136,6 +136,30 @@ def test_ncut_recovers_blobs(k):
                                                               "center")), "ncut", 3.0)
             S = torch.nn.functional.one_hot(torch.from_numpy(t.ravel().astype(np.int64)), k)
             assert d["loss"] <= float(_ncut_loss(W, S.float())) + 1e-4
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_sharper_graph_recovers_unequal_blobs(k):
+    # the squared graph weighs near pairs over far ones: the balance term no longer
+    # splits a large blob to make up for a small one (three blobs, 0.5-0.9 of the mean
+    # size); the re-centring steps keep what the GNN found
+    X, y = _blobs(6, k)
+    labels = DeepCutSegmenter(k, affinity_power=2.0, n_recenter_steps=30,
+                              random_state=0).fit_predict(X)
+    assert min(hungarian_miou([t], [lab]) for t, lab in zip(y, labels)) >= 0.9
+
+
+def test_recenter_moves_nodes_to_the_nearest_mean():
+    X, y = _blobs(1, 3)
+    F = X[0].reshape(-1, X[0].shape[-1])
+    truth = y[0].ravel()
+    wrong = truth.copy()
+    flipped = np.random.RandomState(0).rand(len(truth)) < 0.2
+    wrong[flipped] = (truth[flipped] + 1) % 3  # a fifth of the nodes mislabelled
+    np.testing.assert_array_equal(_recenter(F, wrong, 0), wrong)
+    fixed = _recenter(F, wrong, 10).reshape(y[0].shape)
+    assert hungarian_miou(y, [fixed]) == 1.0
+    assert len(np.unique(_recenter(F, np.zeros_like(truth), 10))) == 1
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])
@@ -195,6 +219,7 @@ def test_output_contract(h, w, d, k, loss, two_stage, normalize, seed):
 @pytest.mark.parametrize("params, error", [
     (dict(n_clusters=1), ValueError), (dict(n_clusters=2.5), TypeError),
     (dict(loss="mincut"), ValueError), (dict(alpha=0), ValueError),
+    (dict(affinity_power=0), ValueError), (dict(n_recenter_steps=-1), ValueError),
     (dict(normalize="l1"), ValueError), (dict(n_epochs=0), ValueError),
     (dict(learning_rate=-1.0), ValueError), (dict(two_stage="yes"), TypeError),
     (dict(n_clusters_fg=0), ValueError), (dict(n_clusters_bg=0), ValueError),

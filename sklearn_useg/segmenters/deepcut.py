@@ -89,6 +89,23 @@ def _ncut_loss(W, S, degree=None):
     return cut + ortho
 
 
+def _recenter(X, labels, n_steps):
+    """``n_steps`` k-means (Lloyd) steps on the rows of ``X`` (n, d), started from the
+    means of the segments of ``labels`` (n,); returns the new labels (n,).
+
+    Keeps the number of segments (scikit-learn's k-means moves a centre that loses
+    every node to a far node).
+    """
+    from sklearn.cluster import KMeans
+
+    used = np.unique(labels)
+    if n_steps == 0 or len(used) < 2:
+        return labels
+    X = X.astype(np.float64)
+    centres = np.stack([X[labels == u].mean(axis=0) for u in used])
+    return KMeans(len(used), init=centres, n_init=1, max_iter=n_steps).fit_predict(X)
+
+
 def _cc_loss(G, S, alpha):
     """``-Σ_ij W_ij (S Sᵀ)_ij / n²`` for ``W = G Gᵀ - 1/α``, from the thin factor ``G``.
 
@@ -107,10 +124,11 @@ class DeepCutSegmenter(BaseSegmenter):
     ``W = F Fᵀ``; a fresh one-layer GCN (``SGConv`` d -> 64, ELU) followed by an MLP
     (64 -> 32 -> K, ELU, dropout 0.25, softmax) is trained from seeded random weights with
     AdamW to minimise a relaxed clustering functional of its soft assignment ``S``
-    (n, K); the segments are ``argmax S``. Nothing is learned across images and
-    nothing is written to disk.
+    (n, K); the segments are ``argmax S``, then re-centred by a few k-means steps on
+    the features (``n_recenter_steps``). Nothing is learned across images and nothing
+    is written to disk.
 
-    - ``loss="ncut"``: ``W ← max(W, 0)/max W``, loss
+    - ``loss="ncut"``: ``W ← (max(W, 0)/max W)^p`` (``p = affinity_power``), loss
       ``-Tr(SᵀWS)/Tr(SᵀDS) + ‖SᵀS/‖SᵀS‖_F - I_K/√K‖_F`` (relaxed normalized cut
       with an orthogonality term that keeps clusters balanced).
     - ``loss="cc"``: ``W ← W/max W - 1/alpha``, loss ``-Σ W ∘ SSᵀ`` (correlation
@@ -145,12 +163,25 @@ class DeepCutSegmenter(BaseSegmenter):
         val (tokens 16.0 / 49.5), 23.0 on CamVid val (tokens 12.6), 72.2 on the
         horses (tokens 74.0), measured with the former ``DenseGCNConv`` layer; with
         the cached layer (same function, other random weights) 16.8 / 50.2, 22.8 and
-        72.7.
+        72.7. These figures are on the paper's graph and argmax (``affinity_power=1,
+        n_recenter_steps=0``); the defaults since are in Notes.
     loss : {"ncut", "cc"}, default="ncut"
         Normalized cut or correlation clustering.
     alpha : float, default=3.0
         Correlation clustering's k-sensitivity (> 0); only used with ``loss="cc"``.
         The paper's default 3 was set on DINO v1 keys; see the note on normalisation.
+    affinity_power : float, default=2.0
+        Exponent ``p`` of the normalized cut's graph (> 0; only used with
+        ``loss="ncut"``); 1 is the paper's graph. Squared weights count near pairs
+        more than far ones, so the balance term splits a large region less readily to
+        make up for a small one. See Notes for the figures behind the default.
+    n_recenter_steps : int, default=30
+        k-means (Lloyd) steps on the normalised features of each graph, started from
+        the means of the GNN's segments (a segment that loses every node is moved to a
+        far node, so the number of segments stays); 0 is the paper (the GNN's argmax as
+        it is). The GNN still decides where the segments start and how many there are;
+        like :class:`ACSegSegmenter`'s ``n_recenter_steps``. Cheap next to the GNN
+        (milliseconds per image).
     normalize : {"none", "l2", "center", "center_l2"}, default="center"
         Normalisation of the features (GCN input and graph), applied over the nodes of
         each graph: the image, and in ``two_stage`` each subgraph again (as if the
@@ -171,7 +202,7 @@ class DeepCutSegmenter(BaseSegmenter):
         (horses, ``n_clusters=2``: 52.5 against 59.7 foreground IoU); ``n_epochs=50,
         learning_rate=3e-3`` halves the time with BSDS500 16.6 / 50.1, horses 72.8,
         CamVid 18.6, 19.7, 20.3 (seeds 0-2). So the paper's schedule stays the
-        default.
+        default. (Measured on the paper's graph and argmax.)
     two_stage : bool, default=False
         Foreground/background first, then each part segmented on its own subgraph.
     n_clusters_fg : int or None, default=None
@@ -206,7 +237,8 @@ class DeepCutSegmenter(BaseSegmenter):
         seed of :meth:`predict`); the same seed gives the same labels. The seed moves
         the figures a little: on the horses over seeds 0-3 (``python
         benchmarks/quality.py --datasets horse --seeds 4 --methods deepcut kmeans``)
-        74.0 ± 0.4 foreground IoU, level with ``KMeansSegmenter(5)``'s 74.0 ± 0.2.
+        74.0 ± 0.4 foreground IoU, level with ``KMeansSegmenter(5)``'s 74.0 ± 0.2
+        (paper's graph and argmax; the defaults' spread on CamVid is in Notes).
     n_jobs : int, optional
         Images processed in parallel (joblib).
 
@@ -233,6 +265,36 @@ class DeepCutSegmenter(BaseSegmenter):
     N-cut's orthogonality term rewards equal cluster sizes: a region much smaller than
     the others (e.g. 11 of 192 patches, K = 4) is merged while a large one is split,
     because that soft assignment has a lower loss than the true partition.
+
+    Defaults beyond the paper (``affinity_power=2``, ``n_recenter_steps=30``): on
+    scenes the balance term splits large regions (sky, road) and the GNN's argmax sits
+    off the feature clusters. Chosen on the training splits, then checked on val
+    (``python benchmarks/quality.py --methods deepcut [--split train] --param
+    deepcut:affinity_power=P --param deepcut:n_recenter_steps=N``; CamVid through
+    SemanticLabeler, fitted on train; horses: foreground IoU, attention rule):
+
+    ====================  ============  ===========  ======  ============  ============
+    p, steps              BSDS train    BSDS val     horses  CamVid train  CamVid val
+    ====================  ============  ===========  ======  ============  ============
+    1, 0 (paper)          16.4 / 51.3   16.8 / 50.2  74.0    18.9 / 44.9   21.6 ± 1.5
+    2, 0                  17.0 / 51.7
+    1, 30                 18.1 / 54.7
+    2, 30 (default)       18.8 / 55.6   18.6 / 52.8  74.4    20.3 / 44.8   25.0 ± 2.3
+    KMeansSegmenter(5)    19.2 / 57.0   18.8 / 55.1  74.1    20.7 / 51.0   20.3 ± 0.9
+    ====================  ============  ===========  ======  ============  ============
+
+    CamVid val: mean ± standard deviation over seeds 0-3 (``--seeds 4``; the paper's
+    setting 22.8, 20.2, 20.0, 23.3), pixel accuracy 60.4 ± 6.1 (default) against
+    53.8 ± 1.6 (k-means).
+
+    Each change helps alone and more together (mIoU / covering). On the held-out
+    composites of ``benchmarks/small_objects.py`` (foreground IoU, attention rule) the
+    defaults lift DeepCut from 29.8 to 36.7 (small objects, train backgrounds), 34.1 to
+    43.4 (val backgrounds) and 71.8 to 72.2 (15-30 % of the frame), against k-means'
+    39.9, 46.0 and 72.6. DeepCut stays below k-means on BSDS500 (covering 52.8 against
+    55.1): from the GNN's segments the k-means steps reach a balanced local optimum
+    (its largest segment covers 31 % of the image on average, k-means' 34 %), and
+    k-means' restarts find lower-inertia ones with one large segment.
 
     Choices where the paper or the reference code are vague:
 
@@ -290,16 +352,21 @@ class DeepCutSegmenter(BaseSegmenter):
         "foreground": [StrOptions(set(FOREGROUND_RULES))],
         "n_clusters_fg": [Interval(Integral, 1, None, closed="left"), None],
         "n_clusters_bg": [Interval(Integral, 1, None, closed="left")],
+        "affinity_power": [Interval(Real, 0, None, closed="neither")],
+        "n_recenter_steps": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_clusters=5, *, loss="ncut", alpha=3.0, normalize="center",
-                 n_epochs=None, learning_rate=1e-3, two_stage=False, n_clusters_fg=None,
-                 n_clusters_bg=1, foreground="auto", refine="auto", refine_params=None,
-                 max_patches=4096, random_state=None, n_jobs=None):
+    def __init__(self, n_clusters=5, *, loss="ncut", alpha=3.0, affinity_power=2.0,
+                 n_recenter_steps=30, normalize="center", n_epochs=None,
+                 learning_rate=1e-3, two_stage=False, n_clusters_fg=None, n_clusters_bg=1,
+                 foreground="auto", refine="auto", refine_params=None, max_patches=4096,
+                 random_state=None, n_jobs=None):
         self.n_clusters = n_clusters
         self.loss = loss
         self.alpha = alpha
+        self.affinity_power = affinity_power
+        self.n_recenter_steps = n_recenter_steps
         self.normalize = normalize
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -327,6 +394,7 @@ class DeepCutSegmenter(BaseSegmenter):
         if W is None or len(F) < 2:  # no positive affinity, or a single node
             return np.zeros(len(F), dtype=np.int64), float("nan")
         if self.loss == "ncut":
+            W = W ** self.affinity_power
             loss_fn = partial(_ncut_loss, W, degree=W.sum(dim=1))
         else:  # max F Fᵀ is the largest squared norm (Cauchy-Schwarz)
             G = F / F.square().sum(dim=1).max().sqrt()
@@ -349,7 +417,7 @@ class DeepCutSegmenter(BaseSegmenter):
             with torch.no_grad():
                 S = model(F, adj)
                 final = float(loss_fn(S))
-        return S.argmax(dim=1).numpy(), final
+        return _recenter(F.numpy(), S.argmax(dim=1).numpy(), self.n_recenter_steps), final
 
     def _segment(self, pf, random_state):
         F = pf.flat
