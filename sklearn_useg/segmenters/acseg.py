@@ -98,7 +98,15 @@ class ACSegSegmenter(BaseSegmenter):
     Parameters
     ----------
     n_prototypes : int, default=5
-        Number of learnable prototypes ``k`` (maximum segments per image).
+        Number of learnable prototypes ``k`` (maximum segments per image). Scenes
+        gain from 6 (CPU setting, training seeds 0-3, ``python benchmarks/quality.py
+        --datasets bsds --seeds 4 --max-train-iters 600 --methods acseg --param
+        acseg:n_prototypes=6``): BSDS500 val mIoU / covering 19.1 ± 0.3 / 52.9 ± 0.5
+        against 18.4 ± 0.4 / 53.6 ± 0.8 at 5 (``KMeansSegmenter(5)`` 18.9 ± 0.1 /
+        54.8 ± 0.2; BSDS500 train, seed 0: 19.2 / 54.3 against 18.2 / 54.3, and 20.1 /
+        52.1 at 8); CamVid val is level (18.8 ± 1.4 / 51.1 ± 3.5 against 19.0 ± 1.0 /
+        49.8 ± 1.1), but the horses lose (74.0 against 77.4 foreground IoU, seed 0),
+        so 5 stays the default.
     n_layers : int, default=6
         Decoder layers (the paper's ``N = 6`` update steps).
     n_heads : int, default=6
