@@ -141,8 +141,8 @@ def test_ncut_recovers_blobs(k):
 @pytest.mark.parametrize("k", [2, 3])
 def test_sharper_graph_recovers_unequal_blobs(k):
     # the squared graph weighs near pairs over far ones: the balance term no longer
-    # splits a large blob to make up for a small one (three blobs, 0.5-0.9 of the mean
-    # size); the re-centring steps keep what the GNN found
+    # splits a large blob to make up for a small one (here the smallest blob has
+    # 0.5-0.95 of the mean size); the re-centring steps keep what the GNN found
     X, y = _blobs(6, k)
     labels = DeepCutSegmenter(k, affinity_power=2.0, n_recenter_steps=30,
                               random_state=0).fit_predict(X)

@@ -290,7 +290,7 @@ class DeepCutSegmenter(BaseSegmenter):
     setting 22.8, 20.2, 20.0, 23.3), pixel accuracy 60.4 ± 6.1 (default) against
     53.8 ± 1.6 (k-means).
 
-    Each change helps alone and more together (mIoU / covering). On the held-out
+    Each change helps alone and more together (BSDS500 train). On the held-out
     composites of ``benchmarks/small_objects.py`` (foreground IoU, attention rule) the
     defaults lift DeepCut from 29.8 to 36.7 (small objects, train backgrounds), 34.1 to
     43.4 (val backgrounds) and 71.8 to 72.2 (15-30 % of the frame), against k-means'
