@@ -84,14 +84,15 @@ def upsample_argmax(scores, shape, *, max_block_bytes=2**24):
     return out
 
 
-def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640,
-                upsample=True):
+def superpixels(image, *, scale=SUPERPIXEL_DEFAULTS["scale"],
+                sigma=SUPERPIXEL_DEFAULTS["sigma"], min_area=SUPERPIXEL_DEFAULTS["min_area"],
+                max_side=SUPERPIXEL_DEFAULTS["max_side"], upsample=True):
     """Felzenszwalb–Huttenlocher superpixels of an RGB image, at a bounded cost.
 
     :func:`skimage.segmentation.felzenszwalb` on the image, downscaled first so that
     its longer side is at most ``max_side`` (the map is then upsampled back with
     nearest neighbours, unless ``upsample=False``): the cost is bounded for any photo
-    size.
+    size. The defaults are :data:`SUPERPIXEL_DEFAULTS`, the refinement's.
 
     Parameters
     ----------
@@ -128,7 +129,7 @@ def superpixels(image, *, scale=100, sigma=0.8, min_area=1 / 3000, max_side=640,
     min_size = max(1, int(round(min_area * small.shape[0] * small.shape[1])))
     regions = segmentation.felzenszwalb(small, scale=scale, sigma=sigma,
                                         min_size=min_size).astype(np.int64)
-    return upsample_labels(regions, (H, W)).astype(np.int64) if upsample else regions
+    return upsample_labels(regions, (H, W)) if upsample else regions
 
 
 def vote_superpixels(labels, regions):
